@@ -1,0 +1,4 @@
+//! lastmile: an ensemble inference server for fastText and ONNX text classifiers.
+
+pub mod labels;
+pub mod runtime;
