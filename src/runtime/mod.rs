@@ -4,6 +4,7 @@
 
 pub mod fasttext;
 pub mod onnx;
+pub mod ort_env;
 
 use std::path::PathBuf;
 

@@ -1,9 +1,19 @@
-//! ONNX models through ONNX Runtime (`ort`, loaded dynamically). Owned by the ONNX runtime work;
-//! this is the interface the rest of the crate builds against.
+//! ONNX models through ONNX Runtime (`ort`, loaded dynamically; see [`super::ort_env`]). Owns
+//! loading one model file into a session, checking at load time that the manifest's bindings fit the
+//! model (input and output names, types, shapes, label count), and scoring batches: one input tensor
+//! per batch, one run, scores copied into the caller's buffer.
 
-use std::path::PathBuf;
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
-use super::{InputKind, Inputs, LoadError, RunError, Runtime, Scores};
+use ort::environment::Environment;
+use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session, SessionOutputs};
+use ort::value::{DynValue, MapValueType, Outlet, Tensor, TensorElementType, TensorRef, ValueType};
+
+use super::{ort_env, InputKind, Inputs, LoadError, RunError, Runtime, Scores};
 
 /// What a model's input tensor is fed from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,21 +55,292 @@ pub struct OnnxSpec {
     pub scores: ScoreKind,
     pub labels: OnnxLabels,
     /// Intra-op threads per run (1 by default: parallelism comes from running models side by side).
+    /// 0 is read as 1, never as onnxruntime's "one thread per core".
     pub intra_threads: usize,
 }
 
+/// Output names sklearn-onnx gives its probability tensor / ZipMap, tried when none is named.
+const SKLEARN_OUTPUTS: [&str; 2] = ["probabilities", "output_probability"];
+
 /// A loaded ONNX model.
 pub struct OnnxModel {
+    path: PathBuf,
     labels: Vec<String>,
     input_kind: InputKind,
+    input: InputBinding,
+    output: OutputBinding,
+    scores: ScoreKind,
+    /// `Session::run` takes `&mut`: one session behind a lock (a pool of sessions can replace it).
+    slot: Mutex<Slot>,
+}
+
+struct Slot {
+    session: Session,
+    /// Asks for the score output only.
+    options: RunOptions<HasSelectedOutputs>,
+}
+
+struct InputBinding {
+    name: String,
+    /// Declared rank: 1 (`[N]`, text only) or 2 (`[N,1]` text, `[N,W]` features).
+    rank: usize,
+    /// Rows per run when the model's batch dimension is fixed to 1 (exporters without dynamic axes).
+    max_rows: Option<usize>,
+}
+
+enum OutputBinding {
+    /// A float tensor `[N, labels]`.
+    Tensor { name: String },
+    /// sklearn-onnx's ZipMap: one map per row, label → score.
+    ZipMap { name: String, keys: ZipKeys },
+}
+
+/// How ZipMap keys map onto columns.
+struct ZipKeys {
+    int_keys: bool,
+    /// Column of each key, by key.
+    column: HashMap<String, usize>,
+    /// The keys in the order onnxruntime returned them at warm-up, with their columns: rows are
+    /// matched against this first, so the hash map is only consulted if the order ever changes.
+    order: Vec<(String, usize)>,
 }
 
 impl OnnxModel {
+    /// Loads the file, builds a session, checks the bindings and runs one warm-up row.
     pub fn load(spec: &OnnxSpec) -> Result<Self, LoadError> {
-        Err(LoadError::Onnx {
+        let env = ort_env::environment()?;
+        std::fs::metadata(&spec.path).map_err(|source| LoadError::Io {
             path: spec.path.clone(),
-            reason: "ONNX support is not built yet".into(),
+            source,
+        })?;
+        // `ort` has asserts and `unreachable!`s on exotic type information: a panic while loading a
+        // user's model must not take the server down.
+        catch_unwind(AssertUnwindSafe(|| Self::load_inner(env, spec))).unwrap_or_else(|_| {
+            Err(LoadError::Onnx {
+                path: spec.path.clone(),
+                reason: "onnxruntime bindings panicked while loading this model".into(),
+            })
         })
+    }
+
+    fn load_inner(env: &Environment, spec: &OnnxSpec) -> Result<Self, LoadError> {
+        let session =
+            build_session(env, spec).map_err(|reason| session_error(&spec.path, reason))?;
+
+        let input_outlet = pick_input(&session, spec)?;
+        let (input, input_kind) = bind_input(input_outlet, &spec.feed)?;
+
+        let output_outlet = pick_output(&session, spec)?;
+        let output_name = output_outlet.name().to_owned();
+        let (zipmap_int_keys, width) = check_output(output_outlet, &spec.labels)?;
+
+        let labels = match &spec.labels {
+            OnnxLabels::List(list) => Some((list.clone(), "labels file")),
+            OnnxLabels::Metadata { key } => Some((metadata_labels(&session, key)?, "metadata")),
+            OnnxLabels::ZipMap => None,
+        };
+        if let Some((labels, source)) = &labels {
+            check_labels(labels, source)?;
+            if let Some(width) = width {
+                if width != labels.len() {
+                    return Err(LoadError::Labels(format!(
+                        "{source} has {} labels but output '{output_name}' has width {width}",
+                        labels.len()
+                    )));
+                }
+            }
+        }
+
+        let options = RunOptions::new()
+            .map_err(|e| onnx_error(&spec.path, e))?
+            .with_outputs(OutputSelector::no_default().with(output_name.clone()));
+        let mut model = OnnxModel {
+            path: spec.path.clone(),
+            labels: labels.as_ref().map(|(l, _)| l.clone()).unwrap_or_default(),
+            input_kind,
+            input,
+            output: match zipmap_int_keys {
+                None => OutputBinding::Tensor { name: output_name },
+                Some(int_keys) => OutputBinding::ZipMap {
+                    name: output_name,
+                    keys: ZipKeys {
+                        int_keys,
+                        column: HashMap::new(),
+                        order: Vec::new(),
+                    },
+                },
+            },
+            scores: spec.scores,
+            slot: Mutex::new(Slot { session, options }),
+        };
+        model.warm_up(labels.map(|(_, source)| source))?;
+        Ok(model)
+    }
+
+    /// Runs one row: proves the model runs, fixes ZipMap key order, checks a dynamic output width.
+    fn warm_up(&mut self, labels_source: Option<&str>) -> Result<(), LoadError> {
+        let path = self.path.clone();
+        let fail = |reason: String| LoadError::Onnx {
+            path: path.clone(),
+            reason: format!("warm-up run failed: {reason}"),
+        };
+        let zeros;
+        let inputs = match self.input_kind {
+            InputKind::Text => Inputs::Text(&["warm up"]),
+            InputKind::Features { width } => {
+                zeros = vec![0.0f32; width];
+                Inputs::Features {
+                    data: &zeros,
+                    width,
+                }
+            }
+        };
+        let source = labels_source.unwrap_or("ZipMap keys");
+        let slot = self.slot.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let outputs =
+            run_session(slot, &self.input, &inputs, 0, 1).map_err(|e| fail(e.to_string()))?;
+        match &mut self.output {
+            OutputBinding::Tensor { name } => {
+                let value = outputs
+                    .get(name.as_str())
+                    .ok_or_else(|| fail(format!("no output '{name}'")))?;
+                let (shape, _) = value
+                    .try_extract_tensor::<f32>()
+                    .map_err(|e| fail(e.to_string()))?;
+                let width = shape.get(1).copied().unwrap_or(0);
+                if shape.len() != 2 || shape[0] != 1 {
+                    return Err(fail(format!(
+                        "output '{name}' has shape {shape:?} for one row, expected [1, labels]"
+                    )));
+                }
+                if width as usize != self.labels.len() {
+                    return Err(LoadError::Labels(format!(
+                        "{source} has {} labels but output '{name}' has width {width}",
+                        self.labels.len()
+                    )));
+                }
+            }
+            OutputBinding::ZipMap { name, keys } => {
+                let value = outputs
+                    .get(name.as_str())
+                    .ok_or_else(|| fail(format!("no output '{name}'")))?;
+                let mut rows = zipmap_rows(value, keys.int_keys).map_err(fail)?;
+                let first = rows
+                    .pop()
+                    .ok_or_else(|| fail("empty ZipMap output".into()))?;
+                let found: Vec<String> = first.into_iter().map(|(k, _)| k).collect();
+                if self.labels.is_empty() {
+                    self.labels = found.clone();
+                    check_labels(&self.labels, source)?;
+                } else {
+                    let mut want = self.labels.clone();
+                    let mut have = found.clone();
+                    want.sort();
+                    have.sort();
+                    if want != have {
+                        return Err(LoadError::Labels(format!(
+                            "{source} has labels {:?} but output '{name}' has keys {found:?}",
+                            self.labels
+                        )));
+                    }
+                }
+                let column: HashMap<String, usize> = self
+                    .labels
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| (l.clone(), i))
+                    .collect();
+                keys.order = found.iter().map(|k| (k.clone(), column[k])).collect();
+                keys.column = column;
+            }
+        }
+        Ok(())
+    }
+
+    fn run_batch(&self, inputs: &Inputs<'_>, out: &mut Scores) -> Result<(), RunError> {
+        let rows = inputs.rows();
+        let cols = self.labels.len();
+        out.rows = rows;
+        out.cols = cols;
+        out.data.clear();
+        out.data.reserve(rows * cols);
+        let step = self.input.max_rows.unwrap_or(rows).max(1);
+        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut start = 0;
+        while start < rows {
+            let end = (start + step).min(rows);
+            let outputs = run_session(&mut slot, &self.input, inputs, start, end)?;
+            match &self.output {
+                OutputBinding::Tensor { name } => {
+                    let value = outputs
+                        .get(name.as_str())
+                        .ok_or_else(|| RunError::Runtime(format!("no output '{name}'")))?;
+                    let (shape, data) = value
+                        .try_extract_tensor::<f32>()
+                        .map_err(|e| RunError::Runtime(e.to_string()))?;
+                    let n = end - start;
+                    if shape.len() != 2 || shape[0] as usize != n || shape[1] as usize != cols {
+                        return Err(RunError::Runtime(format!(
+                            "output '{name}' has shape {shape:?}, expected [{n}, {cols}]"
+                        )));
+                    }
+                    out.data.extend_from_slice(data);
+                }
+                OutputBinding::ZipMap { name, keys } => {
+                    let value = outputs
+                        .get(name.as_str())
+                        .ok_or_else(|| RunError::Runtime(format!("no output '{name}'")))?;
+                    let maps = zipmap_rows(value, keys.int_keys).map_err(RunError::Runtime)?;
+                    if maps.len() != end - start {
+                        return Err(RunError::Runtime(format!(
+                            "output '{name}' has {} rows for {} inputs",
+                            maps.len(),
+                            end - start
+                        )));
+                    }
+                    for map in maps {
+                        let base = out.data.len();
+                        out.data.resize(base + cols, 0.0);
+                        let row = &mut out.data[base..];
+                        fill_zipmap_row(row, map, keys, name)?;
+                    }
+                }
+            }
+            start = end;
+        }
+        drop(slot);
+        if self.scores == ScoreKind::Logits {
+            for chunk in out.data.chunks_mut(cols.max(1)) {
+                softmax_in_place(chunk);
+            }
+        }
+        Ok(())
+    }
+
+    fn check_inputs(&self, inputs: &Inputs<'_>) -> Result<(), RunError> {
+        match (self.input_kind, inputs) {
+            (InputKind::Text, Inputs::Text(_)) => Ok(()),
+            (InputKind::Features { width }, Inputs::Features { data, width: w }) => {
+                if *w != width {
+                    Err(RunError::BadInput(format!(
+                        "model takes {width} features per row, got {w}"
+                    )))
+                } else if data.len() % width != 0 {
+                    Err(RunError::BadInput(format!(
+                        "{} floats is not a whole number of rows of {width}",
+                        data.len()
+                    )))
+                } else {
+                    Ok(())
+                }
+            }
+            (InputKind::Text, Inputs::Features { .. }) => {
+                Err(RunError::BadInput("model takes text, got features".into()))
+            }
+            (InputKind::Features { .. }, Inputs::Text(_)) => {
+                Err(RunError::BadInput("model takes features, got text".into()))
+            }
+        }
     }
 }
 
@@ -72,7 +353,439 @@ impl Runtime for OnnxModel {
         self.input_kind
     }
 
-    fn run(&self, _inputs: &Inputs<'_>, _out: &mut Scores) -> Result<(), RunError> {
-        Err(RunError::Runtime("ONNX support is not built yet".into()))
+    fn run(&self, inputs: &Inputs<'_>, out: &mut Scores) -> Result<(), RunError> {
+        self.check_inputs(inputs)?;
+        if inputs.rows() == 0 {
+            out.reset(0, self.labels.len());
+            return Ok(());
+        }
+        // The bindings have asserts on their way (map extraction); a panic must become an error.
+        catch_unwind(AssertUnwindSafe(|| self.run_batch(inputs, out))).unwrap_or_else(|_| {
+            Err(RunError::Runtime(
+                "onnxruntime bindings panicked while running".into(),
+            ))
+        })
+    }
+}
+
+// ------------------------------------------------------------------------------------- running
+
+/// Builds the input tensor for rows `start..end` and runs the session.
+fn run_session<'s>(
+    slot: &'s mut Slot,
+    input: &InputBinding,
+    inputs: &Inputs<'_>,
+    start: usize,
+    end: usize,
+) -> Result<SessionOutputs<'s>, RunError> {
+    let n = end - start;
+    let err = |e: ort::Error| RunError::Runtime(e.to_string());
+    let value: ort::session::SessionInputValue<'_> = match inputs {
+        Inputs::Text(rows) => {
+            // `from_string_array` wants `'static` elements, so borrowed `&str` rows will not do: one
+            // owned copy per row (it copies each into a C string anyway). ONNX strings are C
+            // strings: a NUL inside one row would fail the whole batch, so it becomes a space.
+            let texts: Vec<String> = rows[start..end]
+                .iter()
+                .map(|t| {
+                    if t.contains('\0') {
+                        t.replace('\0', " ")
+                    } else {
+                        (*t).to_owned()
+                    }
+                })
+                .collect();
+            let tensor = if input.rank == 1 {
+                Tensor::from_string_array(([n], texts.as_slice()))
+            } else {
+                Tensor::from_string_array(([n, 1], texts.as_slice()))
+            };
+            tensor.map_err(err)?.into()
+        }
+        Inputs::Features { data, width } => {
+            let rows = &data[start * width..end * width];
+            TensorRef::from_array_view(([n, *width], rows))
+                .map_err(err)?
+                .into()
+        }
+    };
+    let Slot { session, options } = slot;
+    session
+        .run_with_options(vec![(Cow::from(input.name.as_str()), value)], options)
+        .map_err(err)
+}
+
+/// Reads a ZipMap output (sequence of maps) into one `(label, score)` list per row.
+fn zipmap_rows(value: &DynValue, int_keys: bool) -> Result<Vec<Vec<(String, f32)>>, String> {
+    let e = |e: ort::Error| e.to_string();
+    if int_keys {
+        let maps = value
+            .try_extract_sequence::<MapValueType<i64, f32>>()
+            .map_err(e)?;
+        maps.iter()
+            .map(|m| {
+                m.try_extract_key_values::<i64, f32>()
+                    .map(|kv| kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+                    .map_err(e)
+            })
+            .collect()
+    } else {
+        let maps = value
+            .try_extract_sequence::<MapValueType<String, f32>>()
+            .map_err(e)?;
+        maps.iter()
+            .map(|m| m.try_extract_key_values::<String, f32>().map_err(e))
+            .collect()
+    }
+}
+
+fn fill_zipmap_row(
+    row: &mut [f32],
+    map: Vec<(String, f32)>,
+    keys: &ZipKeys,
+    name: &str,
+) -> Result<(), RunError> {
+    if map.len() != row.len() {
+        return Err(RunError::Runtime(format!(
+            "output '{name}' has {} keys in a row, expected {}",
+            map.len(),
+            row.len()
+        )));
+    }
+    for (i, (key, score)) in map.into_iter().enumerate() {
+        let col = match keys.order.get(i) {
+            Some((k, col)) if *k == key => *col,
+            _ => *keys.column.get(&key).ok_or_else(|| {
+                RunError::Runtime(format!("output '{name}' has unknown key {key:?}"))
+            })?,
+        };
+        row[col] = score;
+    }
+    Ok(())
+}
+
+/// Softmax over one row, in f32, shifted by the row maximum so large logits cannot overflow.
+pub fn softmax_in_place(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if !max.is_finite() {
+        return;
+    }
+    let mut sum = 0.0f32;
+    for x in row.iter_mut() {
+        *x = (*x - max).exp();
+        sum += *x;
+    }
+    let inv = 1.0 / sum;
+    for x in row.iter_mut() {
+        *x *= inv;
+    }
+}
+
+// ------------------------------------------------------------------------------------- loading
+
+fn build_session(env: &Environment, spec: &OnnxSpec) -> Result<Session, String> {
+    let threads = spec.intra_threads.max(1);
+    let s = |e: ort::Error<_>| e.to_string();
+    let mut builder = Session::builder(env)
+        .map_err(|e| e.to_string())?
+        .with_intra_threads(threads)
+        .map_err(s)?
+        .with_inter_threads(1)
+        .map_err(s)?
+        .with_parallel_execution(false)
+        .map_err(s)?;
+    if threads > 1 {
+        // Spinning pools in many sessions side by side burn cores for nothing.
+        builder = builder.with_intra_op_spinning(false).map_err(s)?;
+    }
+    builder
+        .commit_from_file(&spec.path)
+        .map_err(|e| e.to_string())
+}
+
+fn session_error(path: &Path, reason: String) -> LoadError {
+    if let Some(locale) = missing_locale(&reason) {
+        let (lang, charset) = locale.split_once('.').unwrap_or((locale, "UTF-8"));
+        return LoadError::Onnx {
+            path: path.to_owned(),
+            reason: format!(
+                "model needs locale {locale}, which is not installed: install it (Debian: apt-get \
+                 install locales, then uncomment \"{locale} {charset}\" in /etc/locale.gen and run \
+                 locale-gen, or run localedef -i {lang} -f {charset} {locale}) or re-export the \
+                 model naming locale \"C\" in its StringNormalizer nodes (skl2onnx: \
+                 options={{id(vectorizer): {{'locale': 'C'}}}}); onnxruntime said: {reason}"
+            ),
+        };
+    }
+    LoadError::Onnx {
+        path: path.to_owned(),
+        reason,
+    }
+}
+
+/// The locale name in onnxruntime's "Failed to construct locale with name:xx_XX.UTF-8:..." error.
+fn missing_locale(reason: &str) -> Option<&str> {
+    const MARK: &str = "Failed to construct locale with name:";
+    let rest = &reason[reason.find(MARK)? + MARK.len()..];
+    let name = rest.split(':').next()?.trim();
+    (!name.is_empty()).then_some(name)
+}
+
+fn onnx_error(path: &Path, e: ort::Error) -> LoadError {
+    LoadError::Onnx {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+fn describe(outlets: &[Outlet]) -> String {
+    outlets
+        .iter()
+        .map(|o| format!("'{}' {}", o.name(), o.dtype()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn pick_input<'s>(session: &'s Session, spec: &OnnxSpec) -> Result<&'s Outlet, LoadError> {
+    let inputs = session.inputs();
+    match &spec.input {
+        Some(name) => inputs
+            .iter()
+            .find(|o| o.name() == name)
+            .ok_or_else(|| LoadError::Binding {
+                field: "input",
+                reason: format!(
+                    "model has no input '{name}'; its inputs are: {}",
+                    describe(inputs)
+                ),
+            }),
+        None if inputs.len() == 1 => Ok(&inputs[0]),
+        None => Err(LoadError::Binding {
+            field: "input",
+            reason: format!(
+                "model has {} inputs, name the one to feed; its inputs are: {}",
+                inputs.len(),
+                describe(inputs)
+            ),
+        }),
+    }
+}
+
+fn bind_input(outlet: &Outlet, feed: &Feed) -> Result<(InputBinding, InputKind), LoadError> {
+    let name = outlet.name();
+    let wrong = |why: &str| LoadError::Binding {
+        field: "input",
+        reason: format!("input '{name}' is {}: {why}", outlet.dtype()),
+    };
+    let (ty, shape) = match outlet.dtype() {
+        ValueType::Tensor { ty, shape, .. } => (*ty, shape),
+        _ => return Err(wrong("not a tensor")),
+    };
+    let max_rows = match shape.first() {
+        Some(&d) if d == -1 || d == 0 => None,
+        Some(1) => Some(1),
+        Some(_) => {
+            return Err(wrong(
+                "its batch dimension is fixed; re-export it with a dynamic first dimension",
+            ))
+        }
+        None => return Err(wrong("a scalar cannot hold a batch")),
+    };
+    match feed {
+        Feed::Text => {
+            if ty != TensorElementType::String {
+                return Err(wrong("feed = text needs a string tensor [N] or [N,1]"));
+            }
+            let rank = shape.len();
+            if rank > 2 || (rank == 2 && shape[1] != 1 && shape[1] != -1) {
+                return Err(wrong("feed = text needs a string tensor [N] or [N,1]"));
+            }
+            let binding = InputBinding {
+                name: name.to_owned(),
+                rank,
+                max_rows,
+            };
+            Ok((binding, InputKind::Text))
+        }
+        Feed::Features => {
+            if ty != TensorElementType::Float32 || shape.len() != 2 {
+                return Err(wrong("feed = features needs a float tensor [N, width]"));
+            }
+            if shape[1] <= 0 {
+                return Err(wrong(
+                    "feed = features needs a fixed width (second dimension)",
+                ));
+            }
+            let binding = InputBinding {
+                name: name.to_owned(),
+                rank: 2,
+                max_rows,
+            };
+            let width = shape[1] as usize;
+            Ok((binding, InputKind::Features { width }))
+        }
+    }
+}
+
+fn is_float_matrix(dtype: &ValueType) -> bool {
+    matches!(dtype, ValueType::Tensor { ty: TensorElementType::Float32, shape, .. } if shape.len() == 2)
+}
+
+fn pick_output<'s>(session: &'s Session, spec: &OnnxSpec) -> Result<&'s Outlet, LoadError> {
+    let outputs = session.outputs();
+    if let Some(name) = &spec.output {
+        return outputs
+            .iter()
+            .find(|o| o.name() == name)
+            .ok_or_else(|| LoadError::Binding {
+                field: "output",
+                reason: format!(
+                    "model has no output '{name}'; its outputs are: {}",
+                    describe(outputs)
+                ),
+            });
+    }
+    let floats: Vec<&Outlet> = outputs
+        .iter()
+        .filter(|o| is_float_matrix(o.dtype()))
+        .collect();
+    if let [only] = floats.as_slice() {
+        return Ok(only);
+    }
+    SKLEARN_OUTPUTS
+        .iter()
+        .find_map(|want| outputs.iter().find(|o| o.name() == *want))
+        .ok_or_else(|| LoadError::Binding {
+            field: "output",
+            reason: format!(
+                "cannot tell which output holds the scores (no single float [N, labels] tensor, \
+                 no 'probabilities' or 'output_probability'): name one; its outputs are: {}",
+                describe(outputs)
+            ),
+        })
+}
+
+/// Checks the score output's type. Returns `(Some(int_keys), None)` for a ZipMap output and
+/// `(None, width)` for a float matrix (`width` is `None` when dynamic).
+fn check_output(
+    outlet: &Outlet,
+    labels: &OnnxLabels,
+) -> Result<(Option<bool>, Option<usize>), LoadError> {
+    let name = outlet.name();
+    match outlet.dtype() {
+        dtype if is_float_matrix(dtype) => {
+            if *labels == OnnxLabels::ZipMap {
+                return Err(LoadError::Binding {
+                    field: "output",
+                    reason: format!(
+                        "labels = zipmap needs a ZipMap output (sequence of maps), but '{name}' is \
+                         {dtype}: give the labels as a file or metadata key"
+                    ),
+                });
+            }
+            let width = dtype
+                .tensor_shape()
+                .and_then(|s| s.get(1).copied())
+                .filter(|&w| w > 0)
+                .map(|w| w as usize);
+            Ok((None, width))
+        }
+        ValueType::Sequence(inner) => match inner.as_ref() {
+            ValueType::Map {
+                key: TensorElementType::String,
+                value: TensorElementType::Float32,
+            } => Ok((Some(false), None)),
+            ValueType::Map {
+                key: TensorElementType::Int64,
+                value: TensorElementType::Float32,
+            } => Ok((Some(true), None)),
+            other => Err(LoadError::Binding {
+                field: "output",
+                reason: format!(
+                    "output '{name}' is a sequence of {other}; scores must be a float tensor \
+                     [N, labels] or a ZipMap (sequence of map<string|int64, float>)"
+                ),
+            }),
+        },
+        other => Err(LoadError::Binding {
+            field: "output",
+            reason: format!(
+                "output '{name}' is {other}; scores must be a float tensor [N, labels] or a \
+                 ZipMap (sequence of map<string|int64, float>)"
+            ),
+        }),
+    }
+}
+
+fn metadata_labels(session: &Session, key: &str) -> Result<Vec<String>, LoadError> {
+    let meta = session
+        .metadata()
+        .map_err(|e| LoadError::Labels(format!("cannot read model metadata: {e}")))?;
+    let Some(value) = meta.custom(key) else {
+        let keys = meta.custom_keys().unwrap_or_default();
+        return Err(LoadError::Labels(format!(
+            "model metadata has no key '{key}' (its keys: {keys:?})"
+        )));
+    };
+    parse_label_list(&value)
+        .map_err(|why| LoadError::Labels(format!("metadata key '{key}': {why}")))
+}
+
+/// A JSON array of strings, or one label per line.
+fn parse_label_list(value: &str) -> Result<Vec<String>, String> {
+    let trimmed = value.trim();
+    if trimmed.starts_with('[') {
+        return serde_json::from_str::<Vec<String>>(trimmed)
+            .map_err(|e| format!("not a JSON array of strings: {e}"));
+    }
+    Ok(trimmed
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
+fn check_labels(labels: &[String], source: &str) -> Result<(), LoadError> {
+    if labels.is_empty() {
+        return Err(LoadError::Labels(format!("{source} has no labels")));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(labels.len());
+    for label in labels {
+        if !seen.insert(label.as_str()) {
+            return Err(LoadError::Labels(format!(
+                "{source}: label {label:?} appears twice"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softmax_is_stable_for_large_logits() {
+        let mut row = [1000.0f32, 999.0, -1000.0];
+        softmax_in_place(&mut row);
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!((row[0] - 0.731_058_6).abs() < 1e-6, "{row:?}");
+        assert_eq!(row[2], 0.0);
+    }
+
+    #[test]
+    fn locale_name_is_read_from_the_onnxruntime_error() {
+        let msg = "Exception during initialization: string_normalizer.cc:235 Failed to construct \
+                   locale with name:en_US.UTF-8:locale::facet::_S_create_c_locale name not valid";
+        assert_eq!(missing_locale(msg), Some("en_US.UTF-8"));
+        assert_eq!(missing_locale("some other failure"), None);
+    }
+
+    #[test]
+    fn label_lists_parse_as_json_or_lines() {
+        assert_eq!(parse_label_list(r#"["a","b"]"#).unwrap(), vec!["a", "b"]);
+        assert_eq!(parse_label_list("a\n b \n\n").unwrap(), vec!["a", "b"]);
+        assert!(parse_label_list("[1, 2]").is_err());
     }
 }
