@@ -1,4 +1,5 @@
 //! lastmile: an ensemble inference server for fastText and ONNX text classifiers.
 
+pub mod combine;
 pub mod labels;
 pub mod runtime;

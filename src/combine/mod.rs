@@ -1,0 +1,297 @@
+//! Combining: every model's scores for one item, aligned on the ensemble's label space, become one
+//! ranked answer. This module owns the manifest's `[vote]` table, the `group`, `weight` and
+//! `temperature` of each `[[model]]`, and the `[[rule]]` list; this documentation is their
+//! reference.
+//!
+//! ```toml
+//! [[model]]                    # (kind, path, fields... belong to the manifest loader)
+//! name = "ft-title"
+//! weight = 1.0                 # >= 0, default 1; 0 takes the model out of everything below
+//! temperature = 1.5            # > 0, default 1; its probabilities become p^(1/T), rescaled
+//! group = "fasttext"           # optional: one of the [vote.groups.*] tables
+//!
+//! [[model]]
+//! name = "ft-desc"
+//! group = "fasttext"
+//!
+//! [[model]]
+//! name = "onnx-desc"
+//! weight = 2.0
+//! group = "onnx"
+//!
+//! [vote]
+//! strategy = "soft"            # across groups: soft (default), hard, rank, max, geometric
+//! rank_k = 10                  # rank: Borda points over each voter's top 10 (default 10)
+//! floor = 1e-6                 # geometric: probability where a voter lacks a label (default 1e-6)
+//! agreement_k = 3              # a model agrees when the answer is in its top 3 (default 1)
+//! label_separator = " > "      # taxonomy paths inside label names (default " > ")
+//!
+//! [vote.groups.fasttext]
+//! strategy = "soft"            # inside the group (default soft)
+//! weight = 1.0                 # the group's weight across groups (default 1)
+//!
+//! [vote.groups.onnx]
+//! strategy = "geometric"
+//! floor = 1e-4                 # rank_k and floor default to the [vote] values
+//! weight = 2.0
+//!
+//! [[rule]]
+//! type = "deny"
+//! labels = ["Adult > "]        # label names or name prefixes
+//!
+//! [[rule]]
+//! type = "keyword"
+//! name = "knives"              # optional on every rule: what rules_fired reports
+//! field = "title"              # a request field
+//! keywords = ["knife", "knives", "cleaver"]
+//! label = "Home > Kitchen > Knives"
+//! action = "multiply"          # force | multiply | exclude
+//! factor = 2.0                 # multiply only
+//!
+//! [[rule]]
+//! type = "regex"
+//! field = "description"
+//! pattern = '(?i)\bgift ?card\b'
+//! label = "Gift Cards"
+//! action = "force"
+//!
+//! [[rule]]
+//! type = "taxonomy_backoff"
+//! leaf_threshold = 0.35        # the answer scores below 0.35 ...
+//! parent_threshold = 0.6       # ... answer the nearest ancestor whose labels sum to >= 0.6
+//! levels = 2                   # look at most 2 levels up (default 1)
+//!
+//! [[rule]]
+//! type = "min_agreement"
+//! models = 3                   # fewer than 3 models agree ...
+//! fallback = "Other"           # ... answer "Other" (without a fallback: abstain)
+//!
+//! [[rule]]
+//! type = "min_confidence"
+//! threshold = 0.2              # the answer scores below 0.2: abstain
+//! ```
+//!
+//! **Voting.** Each model's scores are probabilities over its own labels. NaN and negative scores
+//! count as 0, scores above 1 as 1. `temperature` T turns them into p^(1/T), rescaled to the same
+//! total (for a softmax model exactly softmax(logits / T)). Without groups the models vote with
+//! `vote.strategy`; with groups, each group's models vote with the group's strategy, then the
+//! groups (plus every model without a group, as a voter of its own) vote with `vote.strategy`,
+//! each group's output counting as one voter's probabilities. For one label l, with w a voter's weight,
+//! W the total weight, s the voter's probability for l:
+//!
+//! | strategy    | score of l                                                                  |
+//! |-------------|-----------------------------------------------------------------------------|
+//! | `soft`      | Σ w·s / Σ w, both sums over the voters that have l: a probability           |
+//! | `hard`      | Σ w / W over the voters whose best label is l; ties: Σ w·s / W              |
+//! | `rank`      | Σ w·(k − r) / (k·W) over voters ranking l at r < k = `rank_k`; ties as hard |
+//! | `max`       | max over the voters of (w / heaviest w)·s                                   |
+//! | `geometric` | exp(Σ w·ln max(s, `floor`) / W), s = `floor` where a voter lacks l           |
+//!
+//! Rank r counts from 0 (the best label). A voter's best labels are its labels with a positive
+//! score, ties going to the lower label id.
+//! The default, an empty `[vote]`, is the weighted mean of the aligned probabilities. Only weight
+//! *ratios* matter; a weight of 0 takes a model (or group) out of the vote, the agreement and the
+//! explanation. The order of the models in the manifest never changes a bit of the answer: they
+//! are always summed in name order.
+//!
+//! **Partial coverage.** A model takes part only for the labels it has. Soft vote: each label's
+//! score is the weighted mean over the models that have that label, so a label only one model knows
+//! gets that model's probability. Hard and rank vote: a model votes among its own labels. Max: a
+//! model proposes scores for its own labels. Geometric: where a model lacks a label it counts as
+//! having given it `floor`. A label no model has is never ranked (a rule can still force it or name
+//! it as fallback). The same holds for groups: a group has the union of its models' labels.
+//!
+//! **Rules** run in manifest order on the voted ranking, after the request's own candidate
+//! restriction (a candidate accepts every label whose name starts with it). Excluded labels (deny,
+//! allow, exclude, candidates) are never answered, not even when forced or named as fallback.
+//! A forced label ranks first with score 1. Multiply scales a label's score. `min_confidence`
+//! and `min_agreement` test the current top answer; a fallback ends the rules and ranks first
+//! with its own score; abstaining ends them with an empty answer and the reason.
+//! `taxonomy_backoff` answers a parent path (first, scored with the sum of its labels), which
+//! need not be a label itself: see [`Combiner::label_name`].
+//!
+//! **Answer.** The top-k (ties: hard/rank by the weighted probability sum, then the lower label
+//! id), the rules that fired (those that changed the answer), and `agreement`: the number of
+//! models whose top `agreement_k` holds the answer or, for a parent, a label under it (when
+//! abstaining, the label that was refused).
+//!
+//! **Cost.** Per item, every strategy reads each model's scores about twice (its top labels, then
+//! its vote). A model whose `label_ids` are 0, 1, 2, ... (its outputs already in label-space order)
+//! is added as one contiguous vector; any other order costs a random-access scatter, about three
+//! times as much (`benches/voting.rs`). `temperature` and `geometric` take a logarithm (and an
+//! exponential) of every score.
+
+mod answer;
+mod config;
+mod mathf;
+mod plan;
+mod ranking;
+mod rules;
+mod select;
+mod strategy;
+mod taxonomy;
+#[cfg(test)]
+mod tests;
+
+pub use answer::{Answer, ModelContribution, Prediction};
+pub use config::{Action, ConfigError, GroupConfig, RuleConfig, VoteConfig};
+
+use plan::ModelPlan;
+use ranking::UNCOVERED;
+use rules::Rule;
+use select::{Entry, Ids, TopLists};
+use strategy::{accumulator_len, Input, Pool, Voter};
+use taxonomy::Taxonomy;
+
+/// What the combiner needs to know about one model of the manifest.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelView<'a> {
+    pub name: &'a str,
+    pub weight: f32,
+    pub temperature: f32,
+    pub group: Option<&'a str>,
+    /// The model's own label j is global label `label_ids[j]`.
+    pub label_ids: &'a [u32],
+}
+
+/// One item of a request, as the rules and the answer need it.
+#[derive(Debug, Clone, Copy)]
+pub struct ItemView<'a> {
+    /// Indexed like the `fields` given to [`Combiner::new`]; None where the item lacks the field.
+    pub fields: &'a [Option<&'a str>],
+    /// How many predictions to return (0: none).
+    pub top_k: usize,
+    /// Labels, or label-name prefixes, the request accepts; None accepts every label.
+    pub candidates: Option<&'a [String]>,
+    /// Also return each model's contribution.
+    pub explain: bool,
+}
+
+/// Buffers reused from item to item (one per worker thread), so that combining allocates nothing
+/// label-space wide. Works with any combiner; it grows to the largest it has served.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    scores: Vec<f32>,
+    tiebreak: Vec<f32>,
+    groups: Vec<f32>,
+    prepared: Vec<f32>,
+    tmp: Vec<f32>,
+    model_tops: TopLists,
+    group_tops: TopLists,
+    order: Vec<u32>,
+    ranked: Vec<Entry>,
+    mask: Vec<bool>,
+    slots: Vec<u32>,
+    needed: Vec<u32>,
+    values: Vec<f32>,
+}
+
+/// An ensemble's voting and rules, resolved against its label space and request fields once per
+/// load. Immutable; share it between threads.
+#[derive(Debug)]
+pub struct Combiner {
+    labels: usize,
+    /// Models with a positive weight (in a group of positive weight), in name order.
+    models: Vec<ModelPlan>,
+    /// Groups that take part, in name order.
+    groups: Vec<Pool>,
+    /// The vote across groups (or across models when there are none).
+    outer: Pool,
+    /// Depth of each model's top list: agreement and every hard/rank pool read from it.
+    model_depth: usize,
+    agreement_k: usize,
+    /// Labels no voting model covers.
+    uncovered: Vec<u32>,
+    taxonomy: Taxonomy,
+    rules: Vec<Rule>,
+    /// Floats of `Scratch::prepared` (models with a temperature or merged labels).
+    prepared_len: usize,
+}
+
+impl Combiner {
+    /// Name of a prediction's label: a label-space name, or a taxonomy parent path.
+    pub fn label_name(&self, id: u32) -> &str {
+        self.taxonomy.name(id)
+    }
+
+    /// Combines one item. `per_model[m]` holds model m's scores over its own labels (model order
+    /// as given to [`Combiner::new`]); a missing or short slice counts as zeros.
+    pub fn combine(
+        &self,
+        item: &ItemView<'_>,
+        per_model: &[&[f32]],
+        scratch: &mut Scratch,
+    ) -> Answer {
+        let depth = self
+            .model_depth
+            .max(if item.explain { item.top_k } else { 0 });
+        self.vote(per_model, depth, scratch);
+        self.decide(item, per_model, scratch)
+    }
+
+    /// Runs the group pools, then the pool across groups, into `s.scores` / `s.tiebreak`, filling
+    /// each model's top list (`depth` deep) on the way.
+    fn vote(&self, per_model: &[&[f32]], depth: usize, s: &mut Scratch) {
+        let l = self.labels;
+        let cap = accumulator_len(l);
+        s.scores.resize(cap, 0.0);
+        s.tiebreak.resize(cap, 0.0);
+        s.groups.resize(self.groups.len() * cap, 0.0);
+        s.prepared.resize(self.prepared_len, 0.0);
+        s.model_tops.reset(self.models.len());
+        s.group_tops.reset(self.groups.len());
+        for (g, pool) in self.groups.iter().enumerate() {
+            let out = &mut s.groups[g * cap..(g + 1) * cap];
+            pool.begin(out, None);
+            for member in &pool.members {
+                if let Voter::Model(m) = member.voter {
+                    let input = self.visit(m, per_model, depth, &mut s.prepared, &mut s.model_tops);
+                    pool.add(member, &input, out, None, &mut s.tmp);
+                }
+            }
+            pool.finish(out, None);
+            let depth = self.outer.strategy.top_depth();
+            s.group_tops.fill(g, &out[..l], Ids::Dense, depth);
+        }
+        let (out, mut tb) = (&mut s.scores[..cap], Some(&mut s.tiebreak[..cap]));
+        self.outer.begin(out, tb.as_deref_mut());
+        for member in &self.outer.members {
+            let input = match member.voter {
+                Voter::Model(m) => {
+                    self.visit(m, per_model, depth, &mut s.prepared, &mut s.model_tops)
+                }
+                Voter::Group(g) => Input {
+                    ids: Ids::Dense,
+                    scores: &s.groups[g * cap..g * cap + l],
+                    top: s.group_tops.get(g),
+                },
+            };
+            self.outer
+                .add(member, &input, out, tb.as_deref_mut(), &mut s.tmp);
+        }
+        self.outer.finish(out, tb);
+        for &u in &self.uncovered {
+            out[u as usize] = UNCOVERED;
+        }
+    }
+
+    /// Prepares model `m`'s scores and fills its top list: what a pool reads of it.
+    fn visit<'a>(
+        &'a self,
+        m: usize,
+        per_model: &[&'a [f32]],
+        depth: usize,
+        prepared: &'a mut [f32],
+        tops: &'a mut TopLists,
+    ) -> Input<'a> {
+        let plan = &self.models[m];
+        plan.prepare(per_model, prepared);
+        let (ids, scores) = plan.scores(per_model, prepared);
+        tops.fill(m, scores, ids, depth);
+        Input {
+            ids,
+            scores,
+            top: tops.get(m),
+        }
+    }
+}

@@ -1,0 +1,341 @@
+//! Building a [`Combiner`]: the `[vote]` table, the models and the rules are checked against the
+//! label space and the request fields, and every name becomes an id, so that nothing on the
+//! per-item path looks up a string or can fail.
+
+use super::config::{
+    check, list, non_negative, ConfigError, RuleConfig, VoteConfig, DEFAULT_SEPARATOR,
+};
+use super::mathf::{clean, exp, ln, max_clean, sum};
+use super::rules::Rule;
+use super::select::Ids;
+use super::strategy::{Pool, Strategy, Voter};
+use super::taxonomy::Taxonomy;
+use super::{Combiner, ModelView};
+use crate::labels::LabelSpace;
+
+/// One voting model, resolved.
+#[derive(Debug)]
+pub(crate) struct ModelPlan {
+    /// Position in the models given to `Combiner::new`.
+    pub index: usize,
+    /// Weight as configured (explanations report it).
+    pub weight: f32,
+    /// The group pool it votes in, or None for the pool across groups.
+    pub home: Option<usize>,
+    /// Its weight inside that pool (the pool's heaviest member weighs 1).
+    pub member_weight: f32,
+    /// Global label of each score the vote reads; distinct.
+    ids: Vec<u32>,
+    /// `ids` is 0, 1, 2, ...: scores land on labels without indirection.
+    dense: bool,
+    /// How many scores the model outputs.
+    width: usize,
+    prep: Option<Prep>,
+}
+
+/// Work done on a model's raw scores before voting, into `Scratch::prepared`.
+#[derive(Debug)]
+struct Prep {
+    /// Several outputs of the model map to one label (a merge): `slots[j]` = index into `ids`.
+    slots: Option<Vec<u32>>,
+    inv_temperature: f32,
+    offset: usize,
+}
+
+impl ModelPlan {
+    fn new(index: usize, view: &ModelView<'_>, labels: usize, prepared_len: &mut usize) -> Self {
+        let mut slot_of = vec![u32::MAX; labels];
+        let mut ids = Vec::with_capacity(view.label_ids.len());
+        let slots: Vec<u32> = view
+            .label_ids
+            .iter()
+            .map(|&l| {
+                let slot = &mut slot_of[l as usize];
+                if *slot == u32::MAX {
+                    *slot = ids.len() as u32;
+                    ids.push(l);
+                }
+                *slot
+            })
+            .collect();
+        let merged = ids.len() < view.label_ids.len();
+        let prep = (merged || view.temperature != 1.0).then(|| {
+            let offset = *prepared_len;
+            *prepared_len += ids.len();
+            Prep {
+                slots: merged.then_some(slots),
+                inv_temperature: 1.0 / view.temperature,
+                offset,
+            }
+        });
+        ModelPlan {
+            index,
+            weight: view.weight,
+            home: None,
+            member_weight: 0.0,
+            dense: ids.iter().enumerate().all(|(j, &l)| l as usize == j),
+            ids,
+            width: view.label_ids.len(),
+            prep,
+        }
+    }
+
+    /// This model's raw scores for the item, cut to its declared width.
+    fn raw<'a>(&self, per_model: &[&'a [f32]]) -> &'a [f32] {
+        let raw = per_model.get(self.index).copied().unwrap_or(&[]);
+        &raw[..raw.len().min(self.width)]
+    }
+
+    /// Merges and tempers the raw scores into `prepared`, if this model needs it.
+    pub(crate) fn prepare(&self, per_model: &[&[f32]], prepared: &mut [f32]) {
+        let Some(p) = &self.prep else { return };
+        let out = &mut prepared[p.offset..p.offset + self.ids.len()];
+        out.fill(0.0);
+        let raw = self.raw(per_model);
+        match &p.slots {
+            Some(slots) => {
+                for (&s, &v) in slots.iter().zip(raw) {
+                    out[s as usize] += clean(v);
+                }
+            }
+            None => out.iter_mut().zip(raw).for_each(|(o, &v)| *o = clean(v)),
+        }
+        if p.inv_temperature != 1.0 {
+            temper(out, p.inv_temperature);
+        }
+    }
+
+    /// Where this model's scores land, and the scores the vote reads.
+    pub(crate) fn scores<'a>(
+        &'a self,
+        per_model: &[&'a [f32]],
+        prepared: &'a [f32],
+    ) -> (Ids<'a>, &'a [f32]) {
+        let ids = if self.dense {
+            Ids::Dense
+        } else {
+            Ids::Mapped(&self.ids)
+        };
+        match &self.prep {
+            Some(p) => (ids, &prepared[p.offset..p.offset + self.ids.len()]),
+            None => (ids, self.raw(per_model)),
+        }
+    }
+}
+
+impl Combiner {
+    /// Resolves the manifest's `[vote]`, `[[rule]]` list and models against the label space and
+    /// the request fields. Every error names its place in the manifest.
+    pub fn new(
+        vote: &VoteConfig,
+        rules: &[RuleConfig],
+        models: &[ModelView<'_>],
+        labels: &LabelSpace,
+        fields: &[String],
+    ) -> Result<Self, ConfigError> {
+        let n = labels.len();
+        let outer_strategy =
+            Strategy::parse(vote.strategy.as_deref(), vote.rank_k, vote.floor, "vote")?;
+        let agreement_k = check(
+            vote.agreement_k.unwrap_or(1),
+            |k| k >= 1,
+            "vote",
+            "agreement_k",
+            "at least 1",
+        )?;
+        let sep = vote.label_separator.as_deref().unwrap_or(DEFAULT_SEPARATOR);
+        check(
+            sep.len(),
+            |l| l > 0,
+            "vote",
+            "label_separator",
+            "a non-empty string",
+        )?;
+
+        let mut group_specs = Vec::new();
+        for (name, g) in &vote.groups {
+            let table = format!("vote.groups.{name}");
+            let rank_k = g.rank_k.or(vote.rank_k);
+            let strategy = Strategy::parse(
+                g.strategy.as_deref(),
+                rank_k,
+                g.floor.or(vote.floor),
+                &table,
+            )?;
+            let weight = check(
+                g.weight.unwrap_or(1.0),
+                non_negative,
+                &table,
+                "weight",
+                "a finite number >= 0",
+            )?;
+            if !models.iter().any(|m| m.group == Some(name.as_str())) {
+                return Err(ConfigError::EmptyGroup { place: table });
+            }
+            group_specs.push((name.as_str(), strategy, weight));
+        }
+
+        if models.is_empty() {
+            return Err(invalid("vote", "the ensemble has no models"));
+        }
+        let mut order: Vec<usize> = (0..models.len()).collect();
+        order.sort_by(|&a, &b| models[a].name.cmp(models[b].name));
+        for pair in order.windows(2) {
+            if models[pair[0]].name == models[pair[1]].name {
+                return Err(invalid(
+                    &format!("model {:?}", models[pair[0]].name),
+                    "two models have this name",
+                ));
+            }
+        }
+        let group_of = |m: &ModelView<'_>| {
+            m.group
+                .and_then(|g| group_specs.iter().position(|s| s.0 == g))
+        };
+        for &i in &order {
+            let m = &models[i];
+            let place = format!("model {:?}", m.name);
+            check(
+                m.weight,
+                non_negative,
+                &place,
+                "weight",
+                "a finite number >= 0",
+            )?;
+            check(
+                m.temperature,
+                |t| t.is_finite() && t > 0.0,
+                &place,
+                "temperature",
+                "a finite number > 0",
+            )?;
+            if let (Some(g), None) = (m.group, group_of(m)) {
+                return Err(ConfigError::UnknownGroup {
+                    place,
+                    group: g.to_owned(),
+                    groups: list(vote.groups.keys().map(String::as_str)),
+                });
+            }
+            if let Some(bad) = m.label_ids.iter().find(|&&l| l as usize >= n) {
+                return Err(invalid(
+                    &place,
+                    &format!("label id {bad} is outside the label space ({n} labels)"),
+                ));
+            }
+        }
+
+        // Models that vote: positive weight, and a positive group weight if grouped.
+        let active = order.iter().copied().filter(|&i| {
+            models[i].weight > 0.0 && group_of(&models[i]).is_none_or(|g| group_specs[g].2 > 0.0)
+        });
+        let mut prepared_len = 0;
+        let mut plans: Vec<ModelPlan> = active
+            .map(|i| ModelPlan::new(i, &models[i], n, &mut prepared_len))
+            .collect();
+
+        let mut groups = Vec::new();
+        let mut outer_members = Vec::new();
+        let mut outer_covers: Vec<Vec<u32>> = Vec::new();
+        for (g, (_, strategy, weight)) in group_specs.iter().enumerate() {
+            let members: Vec<usize> = (0..plans.len())
+                .filter(|&p| group_of(&models[plans[p].index]) == Some(g))
+                .collect();
+            if members.is_empty() {
+                continue; // the group or all its models weigh 0
+            }
+            let covers: Vec<&[u32]> = members.iter().map(|&p| plans[p].ids.as_slice()).collect();
+            let raw = members
+                .iter()
+                .map(|&p| (Voter::Model(p), plans[p].weight))
+                .collect();
+            let pool = Pool::new(*strategy, raw, &covers, n);
+            for (&p, member) in members.iter().zip(&pool.members) {
+                plans[p].home = Some(groups.len());
+                plans[p].member_weight = member.weight;
+            }
+            outer_members.push((Voter::Group(groups.len()), *weight));
+            outer_covers.push(pool.covered());
+            groups.push(pool);
+        }
+        for (p, plan) in plans.iter().enumerate() {
+            if models[plan.index].group.is_none() {
+                outer_members.push((Voter::Model(p), plan.weight));
+                outer_covers.push(plan.ids.clone());
+            }
+        }
+        if outer_members.is_empty() {
+            return Err(invalid(
+                "vote",
+                "no model takes part: every model (or its group) has weight 0",
+            ));
+        }
+        let covers: Vec<&[u32]> = outer_covers.iter().map(Vec::as_slice).collect();
+        let outer = Pool::new(outer_strategy, outer_members, &covers, n);
+        for member in &outer.members {
+            if let Voter::Model(p) = member.voter {
+                plans[p].member_weight = member.weight;
+            }
+        }
+
+        let model_depth = groups
+            .iter()
+            .map(|g| g.strategy.top_depth())
+            .chain([agreement_k, outer.strategy.top_depth()])
+            .max()
+            .unwrap_or(1);
+        let uncovered = (0..n as u32)
+            .filter(|&l| outer.inv_cover[l as usize] == 0.0)
+            .collect();
+        let taxonomy = Taxonomy::new(labels, sep);
+        let rules = rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Rule::compile(i + 1, r, labels, &taxonomy, fields))
+            .collect::<Result<_, _>>()?;
+        Ok(Combiner {
+            labels: n,
+            models: plans,
+            groups,
+            outer,
+            model_depth,
+            agreement_k,
+            uncovered,
+            taxonomy,
+            rules,
+            prepared_len,
+        })
+    }
+}
+
+fn invalid(place: &str, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        place: place.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+/// Temperature T on one model's cleaned scores: p^(1/T), rescaled to the scores' total. Computed
+/// as exp((ln p − ln p_max) / T) so nothing overflows; zeros stay zeros.
+fn temper(scores: &mut [f32], inv_t: f32) {
+    let total = sum(scores);
+    let top = max_clean(scores);
+    if top <= 0.0 {
+        return;
+    }
+    let ln_top = ln(top);
+    // Two passes (log, then exponential) run faster than one: each keeps its constants in registers.
+    const ZERO: f32 = -1000.0;
+    for v in scores.iter_mut() {
+        let t = inv_t * (ln(*v) - ln_top);
+        *v = if *v >= f32::MIN_POSITIVE { t } else { ZERO };
+    }
+    for v in scores.iter_mut() {
+        let q = exp(*v);
+        *v = if *v > ZERO { q } else { 0.0 };
+    }
+    let z = sum(scores);
+    if z > 0.0 {
+        let k = total / z;
+        scores.iter_mut().for_each(|v| *v = clean(*v * k));
+    }
+}

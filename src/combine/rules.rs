@@ -1,0 +1,358 @@
+//! Heuristic rules: compiled once from `[[rule]]` entries (names resolved to ids, keywords and
+//! patterns compiled), then applied in manifest order to each item's [`Ranking`].
+//!
+//! A rule *fires* when it changes the answer: a keyword or regex rule when its pattern matches,
+//! `min_confidence` / `min_agreement` when their test fails, `allow` / `deny` when they remove
+//! the label that was on top, `taxonomy_backoff` when it answers a parent. A fallback or an
+//! abstention ends the rules; every other rule lets the next one run.
+
+use regex::Regex;
+
+use super::config::{check, list, non_negative, Action, ConfigError, RuleConfig};
+use super::ranking::Ranking;
+use super::taxonomy::Taxonomy;
+use super::Combiner;
+use crate::labels::LabelSpace;
+
+/// A rule ready to run; `name` is what `rules_fired` reports.
+#[derive(Debug)]
+pub(crate) struct Rule {
+    pub name: String,
+    pub kind: Kind,
+}
+
+#[derive(Debug)]
+pub(crate) enum Kind {
+    MinConfidence {
+        threshold: f32,
+        fallback: Option<u32>,
+    },
+    MinAgreement {
+        models: u32,
+        fallback: Option<u32>,
+    },
+    Match {
+        field: usize,
+        regex: Regex,
+        label: u32,
+        act: Act,
+    },
+    /// Allow compiles to the (usually short) list of labels it does not allow.
+    Exclude {
+        labels: Vec<u32>,
+    },
+    Backoff {
+        leaf: f32,
+        parent: f32,
+        levels: usize,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Act {
+    Force,
+    Multiply(f32),
+    Exclude,
+}
+
+/// What applying one rule did.
+pub(crate) enum Outcome {
+    Unchanged,
+    Fired,
+    /// Fired and decided the answer (a fallback): no later rule runs.
+    Final,
+    /// Fired and emptied the answer; `about` is the label it refused, if any.
+    Abstain {
+        reason: String,
+        about: Option<u32>,
+    },
+}
+
+impl Rule {
+    /// Compiles rule number `n` (1-based, as `rule n (type)` in messages).
+    pub(crate) fn compile(
+        n: usize,
+        cfg: &RuleConfig,
+        space: &LabelSpace,
+        taxonomy: &Taxonomy,
+        fields: &[String],
+    ) -> Result<Rule, ConfigError> {
+        let place = format!("rule {n} ({})", cfg.kind());
+        let label = |name: &str| {
+            space.id(name).ok_or_else(|| ConfigError::UnknownLabel {
+                place: place.clone(),
+                label: name.to_owned(),
+            })
+        };
+        let fallback = |f: &Option<String>| f.as_deref().map(label).transpose();
+        let field = |name: &str| {
+            fields
+                .iter()
+                .position(|f| f == name)
+                .ok_or_else(|| ConfigError::UnknownField {
+                    place: place.clone(),
+                    field: name.to_owned(),
+                    fields: list(fields.iter().map(String::as_str)),
+                })
+        };
+        let act = |action: Action, factor: Option<f32>| match (action, factor) {
+            (Action::Multiply, Some(f)) => Ok(Act::Multiply(check(
+                f,
+                non_negative,
+                &place,
+                "factor",
+                "a finite number >= 0",
+            )?)),
+            (Action::Multiply, None) => {
+                Err(invalid(&place, "action = \"multiply\" needs a factor"))
+            }
+            (_, Some(_)) => Err(invalid(
+                &place,
+                "factor is only read with action = \"multiply\"",
+            )),
+            (Action::Force, None) => Ok(Act::Force),
+            (Action::Exclude, None) => Ok(Act::Exclude),
+        };
+        let matching = |entries: &[String]| -> Result<Vec<u32>, ConfigError> {
+            let mut ids = Vec::new();
+            for e in entries {
+                let before = ids.len();
+                ids.extend(taxonomy.with_prefix(e));
+                if ids.len() == before {
+                    return Err(ConfigError::NoLabelMatches {
+                        place: place.clone(),
+                        label: e.clone(),
+                    });
+                }
+            }
+            ids.sort_unstable();
+            ids.dedup();
+            Ok(ids)
+        };
+        let kind = match cfg {
+            RuleConfig::MinConfidence {
+                threshold,
+                fallback: f,
+                ..
+            } => Kind::MinConfidence {
+                threshold: check(
+                    *threshold,
+                    non_negative,
+                    &place,
+                    "threshold",
+                    "a finite number >= 0",
+                )?,
+                fallback: fallback(f)?,
+            },
+            RuleConfig::MinAgreement {
+                models,
+                fallback: f,
+                ..
+            } => Kind::MinAgreement {
+                models: check(*models, |m| m >= 1, &place, "models", "at least 1")?,
+                fallback: fallback(f)?,
+            },
+            RuleConfig::Keyword {
+                field: f,
+                keywords,
+                label: l,
+                action,
+                factor,
+                ..
+            } => Kind::Match {
+                field: field(f)?,
+                regex: keyword_regex(keywords)
+                    .ok_or_else(|| invalid(&place, "keywords is empty"))?,
+                label: label(l)?,
+                act: act(*action, *factor)?,
+            },
+            RuleConfig::Regex {
+                field: f,
+                pattern,
+                label: l,
+                action,
+                factor,
+                ..
+            } => Kind::Match {
+                field: field(f)?,
+                regex: Regex::new(pattern).map_err(|e| ConfigError::BadPattern {
+                    place: place.clone(),
+                    reason: e.to_string(),
+                })?,
+                label: label(l)?,
+                act: act(*action, *factor)?,
+            },
+            RuleConfig::Allow { labels, .. } => {
+                let allowed = matching(labels)?;
+                let mut keep = vec![false; space.len()];
+                allowed.iter().for_each(|&l| keep[l as usize] = true);
+                Kind::Exclude {
+                    labels: (0..space.len() as u32)
+                        .filter(|&l| !keep[l as usize])
+                        .collect(),
+                }
+            }
+            RuleConfig::Deny { labels, .. } => Kind::Exclude {
+                labels: matching(labels)?,
+            },
+            RuleConfig::TaxonomyBackoff {
+                leaf_threshold,
+                parent_threshold,
+                levels,
+                ..
+            } => {
+                if !taxonomy.has_paths() {
+                    return Err(invalid(
+                        &place,
+                        "no label name is a path (no label contains the separator)",
+                    ));
+                }
+                Kind::Backoff {
+                    leaf: check(
+                        *leaf_threshold,
+                        non_negative,
+                        &place,
+                        "leaf_threshold",
+                        "a finite number >= 0",
+                    )?,
+                    parent: check(
+                        *parent_threshold,
+                        non_negative,
+                        &place,
+                        "parent_threshold",
+                        "a finite number >= 0",
+                    )?,
+                    levels: check(
+                        levels.unwrap_or(1),
+                        |l| l >= 1,
+                        &place,
+                        "levels",
+                        "at least 1",
+                    )?,
+                }
+            }
+        };
+        let name = cfg.name().map_or(place.clone(), str::to_owned);
+        Ok(Rule { name, kind })
+    }
+}
+
+fn invalid(place: &str, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        place: place.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+/// Any of `keywords` as a whole word (not inside a longer word), in any case.
+fn keyword_regex(keywords: &[String]) -> Option<Regex> {
+    let alternatives: Vec<String> = keywords
+        .iter()
+        .filter(|k| !k.trim().is_empty())
+        .map(|k| regex::escape(k.trim()))
+        .collect();
+    if alternatives.is_empty() {
+        return None;
+    }
+    let pattern = format!(r"(?i)(?:^|\W)(?:{})(?:\W|$)", alternatives.join("|"));
+    Some(Regex::new(&pattern).expect("escaped keywords always compile; this is a bug"))
+}
+
+impl Combiner {
+    /// Applies one rule to the item's ranking. `agreement(node)` counts the models agreeing with
+    /// `node`; `accepts(node)` says whether the request's candidates admit it.
+    pub(crate) fn apply(
+        &self,
+        rule: &Rule,
+        fields: &[Option<&str>],
+        ranking: &mut Ranking<'_>,
+        agreement: &dyn Fn(u32) -> u32,
+        accepts: &dyn Fn(u32) -> bool,
+    ) -> Outcome {
+        let name = |n: u32| self.taxonomy.name(n);
+        match &rule.kind {
+            Kind::MinConfidence {
+                threshold,
+                fallback,
+            } => {
+                let best = ranking.best();
+                let score = best.map_or(0.0, |e| e.score);
+                if score >= *threshold {
+                    return Outcome::Unchanged;
+                }
+                let why = match best {
+                    Some(e) => format!(
+                        "{}: top score {score:.4} for {:?} is below {threshold}",
+                        rule.name,
+                        name(e.label)
+                    ),
+                    None => format!("{}: no label left to answer", rule.name),
+                };
+                ranking.fall_back(*fallback, why, best.map(|e| e.label), name)
+            }
+            Kind::MinAgreement { models, fallback } => {
+                let best = ranking.best();
+                let agree = best.map_or(0, |e| agreement(e.label));
+                if agree >= *models {
+                    return Outcome::Unchanged;
+                }
+                let why = match best {
+                    Some(e) => format!(
+                        "{}: {agree} model(s) agree with {:?}, fewer than {models}",
+                        rule.name,
+                        name(e.label)
+                    ),
+                    None => format!("{}: no label left to answer", rule.name),
+                };
+                ranking.fall_back(*fallback, why, best.map(|e| e.label), name)
+            }
+            Kind::Match {
+                field,
+                regex,
+                label,
+                act,
+            } => {
+                let text = fields.get(*field).copied().flatten();
+                if !text.is_some_and(|t| regex.is_match(t)) {
+                    return Outcome::Unchanged;
+                }
+                match act {
+                    Act::Force => ranking.force(*label),
+                    Act::Multiply(f) => ranking.multiply(*label, *f),
+                    Act::Exclude => ranking.exclude(*label),
+                }
+                Outcome::Fired
+            }
+            Kind::Exclude { labels } => {
+                let top = ranking.best();
+                labels.iter().for_each(|&l| ranking.exclude(l));
+                match top {
+                    Some(e) if ranking.is_excluded(e.label) => Outcome::Fired,
+                    _ => Outcome::Unchanged,
+                }
+            }
+            Kind::Backoff {
+                leaf,
+                parent,
+                levels,
+            } => {
+                let Some(top) = ranking.best().filter(|e| e.score < *leaf) else {
+                    return Outcome::Unchanged;
+                };
+                let mut node = top.label;
+                for _ in 0..*levels {
+                    let Some(up) = self.taxonomy.parent(node) else {
+                        break;
+                    };
+                    let sum = ranking.sum_under(up, &self.taxonomy);
+                    if sum >= *parent && accepts(up) {
+                        ranking.pin(up, sum);
+                        return Outcome::Fired;
+                    }
+                    node = up;
+                }
+                Outcome::Unchanged
+            }
+        }
+    }
+}
