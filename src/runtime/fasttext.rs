@@ -1,22 +1,210 @@
 //! fastText models (`.bin`, `.ftz`) through the pure-Rust `fasttext` crate, answering exactly what
 //! official fastText 0.9.3 answers.
+//!
+//! Two paths, one answer:
+//! - softmax and one-vs-all models with dense matrices score a whole batch as one GEMM
+//!   (sentence vectors × output matrix), which is where batching pays;
+//! - hierarchical-softmax and quantised models score row by row through the crate's own predictor.
+//!
+//! Every score is what official fastText prints: `exp(log(p + 1e-5))`, i.e. the model's probability
+//! plus 1e-5. Labels that hierarchical softmax prunes (below 1e-5) score 0.
 
+use std::collections::HashMap;
 use std::path::Path;
+
+use fasttext::args::LossName;
+use fasttext::FastText;
+use ndarray::{Array2, ArrayView2};
 
 use super::{InputKind, Inputs, LoadError, RunError, Runtime, Scores};
 
+/// Official fastText's end-of-sentence token, which its reader appends to every line read.
+const EOS: &str = "</s>";
+/// Added to every probability before the log official fastText reports (`std_log`).
+const LOG_EPS: f32 = 1e-5;
+
 /// A loaded fastText model.
 pub struct FastTextModel {
+    model: FastText,
+    /// Labels in dictionary order, prefix (`__label__` or the model's own) stripped.
     labels: Vec<String>,
+    scorer: Scorer,
+}
+
+/// How a batch is turned into scores.
+enum Scorer {
+    /// `[labels, dim]` output matrix, multiplied against the batch's sentence vectors at once.
+    Gemm {
+        output: Array2<f32>,
+        loss: DenseLoss,
+    },
+    /// The crate's own predictor, one row at a time; `index` maps its label strings to columns.
+    PerRow { index: HashMap<String, usize> },
+}
+
+#[derive(Clone, Copy)]
+enum DenseLoss {
+    Softmax,
+    OneVsAll,
 }
 
 impl FastTextModel {
     pub fn load(path: &Path) -> Result<Self, LoadError> {
-        Err(LoadError::FastText {
+        if let Err(source) = std::fs::metadata(path) {
+            return Err(LoadError::Io {
+                path: path.to_owned(),
+                source,
+            });
+        }
+        let bad = |reason: String| LoadError::FastText {
             path: path.to_owned(),
-            reason: "not built yet".into(),
+            reason,
+        };
+        // The crate validates the header, but a truncated or hostile file must never take the
+        // process down with it.
+        let model = std::panic::catch_unwind(|| FastText::load_model(path))
+            .map_err(|_| bad("the model file is malformed (the reader panicked)".into()))?
+            .map_err(|e| bad(e.to_string()))?;
+        let dict = model.dict();
+        if dict.nlabels() <= 0 {
+            return Err(bad(
+                "the model has no labels (is it a supervised model?)".into()
+            ));
+        }
+        let prefix = model.args().label.clone();
+        let labels = (0..dict.nlabels())
+            .map(|i| {
+                dict.get_label(i)
+                    .map(|l| l.strip_prefix(prefix.as_str()).unwrap_or(l).to_owned())
+                    .map_err(|e| bad(format!("label {i}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let dense_loss = match model.args().loss {
+            LossName::Softmax => Some(DenseLoss::Softmax),
+            LossName::OneVsAll => Some(DenseLoss::OneVsAll),
+            _ => None,
+        };
+        let scorer = match dense_loss {
+            Some(loss) if !model.is_quant() => {
+                let wo = model.output_matrix();
+                let dim = model.args().dim as usize;
+                let output = Array2::from_shape_vec((labels.len(), dim), wo.data().to_vec())
+                    .map_err(|e| bad(format!("output matrix shape: {e}")))?;
+                Scorer::Gemm { output, loss }
+            }
+            _ => Scorer::PerRow {
+                index: labels
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| (l.clone(), i))
+                    .collect(),
+            },
+        };
+        Ok(Self {
+            model,
+            labels,
+            scorer,
         })
     }
+
+    /// Word, subword and n-gram ids of one row, tokenised as official fastText reads a line.
+    fn tokenize(&self, text: &str, words: &mut Vec<i32>, scratch: &mut Vec<i32>) {
+        // Official fastText also splits on \v and \0, which `get_line_from_str` does not; the
+        // end-of-sentence token must come last so word n-grams include (last word, </s>).
+        let mut line = text.replace(['\u{b}', '\0'], " ");
+        line.push(' ');
+        line.push_str(EOS);
+        self.model.dict().get_line_from_str(&line, words, scratch);
+    }
+
+    /// The label prefix stripped from the crate's predictions (they carry it).
+    fn strip<'a>(&self, label: &'a str) -> &'a str {
+        label
+            .strip_prefix(self.model.args().label.as_str())
+            .unwrap_or(label)
+    }
+
+    fn run_gemm(&self, texts: &[&str], output: &Array2<f32>, loss: DenseLoss, out: &mut Scores) {
+        let dim = output.ncols();
+        let input = self.model.input_matrix();
+        let mut hidden = vec![0.0f32; texts.len() * dim];
+        let mut empty = vec![false; texts.len()];
+        let (mut words, mut scratch) = (Vec::new(), Vec::new());
+        for (row, text) in texts.iter().enumerate() {
+            self.tokenize(text, &mut words, &mut scratch);
+            if words.is_empty() {
+                empty[row] = true;
+                continue;
+            }
+            let h = &mut hidden[row * dim..(row + 1) * dim];
+            for &id in &words {
+                for (acc, w) in h.iter_mut().zip(input.row(i64::from(id))) {
+                    *acc += w;
+                }
+            }
+            let scale = 1.0 / words.len() as f32;
+            h.iter_mut().for_each(|v| *v *= scale);
+        }
+        let hidden = ArrayView2::from_shape((texts.len(), dim), &hidden)
+            .expect("hidden buffer is rows × dim: this is a bug");
+        let logits = hidden.dot(&output.t());
+        for (row, logits) in logits.rows().into_iter().enumerate() {
+            let dst = out.row_mut(row);
+            if empty[row] {
+                continue; // official fastText predicts nothing for an empty line
+            }
+            match loss {
+                DenseLoss::Softmax => softmax_into(logits.as_slice().expect("row-major"), dst),
+                DenseLoss::OneVsAll => {
+                    for (d, &x) in dst.iter_mut().zip(logits.iter()) {
+                        *d = sigmoid_table(x);
+                    }
+                }
+            }
+            dst.iter_mut().for_each(|p| *p = (*p + LOG_EPS).ln().exp());
+        }
+    }
+
+    fn run_per_row(&self, texts: &[&str], index: &HashMap<String, usize>, out: &mut Scores) {
+        let (mut words, mut scratch) = (Vec::new(), Vec::new());
+        for (row, text) in texts.iter().enumerate() {
+            self.tokenize(text, &mut words, &mut scratch);
+            let dst = out.row_mut(row);
+            for p in self.model.predict_on_words(&words, self.labels.len(), 0.0) {
+                if let Some(&col) = index.get(self.strip(&p.label)) {
+                    dst[col] = p.prob;
+                }
+            }
+        }
+    }
+}
+
+/// Softmax as fastText computes it: subtract the max, exponentiate, divide by the sum.
+fn softmax_into(logits: &[f32], dst: &mut [f32]) {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut z = 0.0f32;
+    for (d, &x) in dst.iter_mut().zip(logits) {
+        *d = (x - max).exp();
+        z += *d;
+    }
+    dst.iter_mut().for_each(|d| *d /= z);
+}
+
+/// fastText's table sigmoid (512 steps over [-8, 8]), which one-vs-all models report with; an
+/// exact sigmoid would differ by up to ~1e-2.
+fn sigmoid_table(x: f32) -> f32 {
+    const MAX: f32 = 8.0;
+    const STEPS: f32 = 512.0;
+    if x < -MAX {
+        return 0.0;
+    }
+    if x > MAX {
+        return 1.0;
+    }
+    let i = ((x + MAX) * STEPS / MAX / 2.0) as i64;
+    let t = (i as f32 * 2.0 * MAX) / STEPS - MAX;
+    1.0 / (1.0 + (-t).exp())
 }
 
 impl Runtime for FastTextModel {
@@ -28,7 +216,39 @@ impl Runtime for FastTextModel {
         InputKind::Text
     }
 
-    fn run(&self, _inputs: &Inputs<'_>, _out: &mut Scores) -> Result<(), RunError> {
-        Err(RunError::Runtime("not built yet".into()))
+    fn run(&self, inputs: &Inputs<'_>, out: &mut Scores) -> Result<(), RunError> {
+        let Inputs::Text(texts) = inputs else {
+            return Err(RunError::BadInput(
+                "a fastText model reads text, not a feature vector".into(),
+            ));
+        };
+        out.reset(texts.len(), self.labels.len());
+        match &self.scorer {
+            Scorer::Gemm { output, loss } => self.run_gemm(texts, output, *loss, out),
+            Scorer::PerRow { index } => self.run_per_row(texts, index, out),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_sigmoid_matches_fasttext_steps() {
+        assert_eq!(sigmoid_table(-9.0), 0.0);
+        assert_eq!(sigmoid_table(9.0), 1.0);
+        assert_eq!(sigmoid_table(0.0), 0.5);
+        // 0.02 lies inside the step starting at 0: the table answers sigmoid(0), not sigmoid(0.02).
+        assert_eq!(sigmoid_table(0.02), 0.5);
+    }
+
+    #[test]
+    fn softmax_sums_to_one() {
+        let mut out = [0.0; 3];
+        softmax_into(&[1.0, 2.0, 3.0], &mut out);
+        assert!((out.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(out[2] > out[1] && out[1] > out[0]);
     }
 }
