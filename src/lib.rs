@@ -1,5 +1,6 @@
 //! lastmile: an ensemble inference server for fastText and ONNX text classifiers.
 
 pub mod combine;
+pub mod ensemble;
 pub mod labels;
 pub mod runtime;

@@ -1,3 +1,20 @@
-fn main() {
-    println!("lastmile");
+//! The `lastmile` command line: one binary for checking manifests, predicting from a shell, and
+//! (later) serving.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    cli::init_logging(&args.log);
+    match cli::run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
 }

@@ -184,6 +184,24 @@ pub enum ConfigError {
     Invalid { place: String, reason: String },
 }
 
+impl ConfigError {
+    /// Where in the manifest the error is: `vote`, `vote.groups.onnx`, `rule 3 (keyword)`,
+    /// `model "m1"`.
+    pub fn place(&self) -> &str {
+        match self {
+            ConfigError::UnknownStrategy { place, .. }
+            | ConfigError::UnknownLabel { place, .. }
+            | ConfigError::NoLabelMatches { place, .. }
+            | ConfigError::UnknownField { place, .. }
+            | ConfigError::BadPattern { place, .. }
+            | ConfigError::BadValue { place, .. }
+            | ConfigError::EmptyGroup { place }
+            | ConfigError::UnknownGroup { place, .. }
+            | ConfigError::Invalid { place, .. } => place,
+        }
+    }
+}
+
 /// Checks `value` with `ok`, or reports it as `what` at `place`.
 pub(crate) fn check<T: Copy>(
     value: T,

@@ -177,7 +177,7 @@ impl Rule {
                 field: field(f)?,
                 regex: Regex::new(pattern).map_err(|e| ConfigError::BadPattern {
                     place: place.clone(),
-                    reason: e.to_string(),
+                    reason: one_line_regex_error(&e),
                 })?,
                 label: label(l)?,
                 act: act(*action, *factor)?,
@@ -355,4 +355,16 @@ impl Combiner {
             }
         }
     }
+}
+
+/// regex's own message draws a caret under the pattern over several lines; an operator reading one
+/// line of error needs only its last line (`error: unclosed group`).
+fn one_line_regex_error(e: &regex::Error) -> String {
+    let text = e.to_string();
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("invalid pattern");
+    last.trim().trim_start_matches("error: ").to_owned()
 }

@@ -1,0 +1,106 @@
+//! Subcommands and the one way they fail: a message on stderr and an exit code (2 for a manifest
+//! or input that cannot be served, 1 for everything else).
+
+mod check;
+mod predict;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use lastmile::ensemble::{ComputePool, Ensemble, ManifestError};
+
+#[derive(Parser)]
+#[command(
+    name = "lastmile",
+    version,
+    about = "Ensemble inference server for fastText and ONNX text classifiers"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log filter (tracing syntax, e.g. `info` or `lastmile=debug`); logs go to stderr.
+    #[arg(long, env = "LASTMILE_LOG", default_value = "warn", global = true)]
+    pub log: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load a manifest and every model it names without serving; print a summary.
+    Check(check::CheckArgs),
+    /// Read JSON Lines items on stdin, write one JSON answer per line on stdout.
+    Predict(predict::PredictArgs),
+}
+
+/// Where the ensemble comes from and what it runs on; shared by every subcommand that loads one.
+#[derive(Args, Clone)]
+pub struct EnsembleArgs {
+    /// The ensemble manifest (TOML).
+    #[arg(long, env = "LASTMILE_MANIFEST")]
+    pub manifest: PathBuf,
+    /// Compute threads the models run on (0: one per core).
+    #[arg(long, env = "LASTMILE_THREADS", default_value_t = 0)]
+    pub threads: usize,
+}
+
+/// A subcommand's failure: printed once as `error: <message>`, then exit with `code`.
+pub struct Failure {
+    pub message: String,
+    pub code: u8,
+}
+
+impl From<ManifestError> for Failure {
+    fn from(e: ManifestError) -> Self {
+        Failure {
+            message: e.to_string(),
+            code: 2,
+        }
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        Failure {
+            message: e.to_string(),
+            code: 1,
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Check(args) => check::run(args),
+        Command::Predict(args) => predict::run(args),
+    }
+}
+
+pub fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Loads the ensemble and the pool it runs on.
+pub fn load(args: &EnsembleArgs) -> Result<(Ensemble, ComputePool), Failure> {
+    let pool = ComputePool::new(args.threads)?;
+    let ensemble = Ensemble::load(&args.manifest, &pool)?;
+    Ok((ensemble, pool))
+}
+
+/// `12.3 MB`, for summaries.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KB", "MB", "GB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}

@@ -1,0 +1,266 @@
+//! Turning a checked manifest into a servable [`Ensemble`]: loading every model (side by side on the
+//! compute pool), hashing its file, mapping its labels onto the label space, and resolving the vote.
+//! A failure anywhere is one [`ManifestError`] naming the model and field; nothing is half-loaded.
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use super::manifest::{
+    read_label_file, LabelSource, Manifest, ManifestError, ModelKind, ModelSpec,
+};
+use super::pool::ComputePool;
+use super::{Ensemble, Model};
+use crate::combine::{Combiner, ModelView};
+use crate::labels::LabelSpace;
+use crate::runtime::fasttext::FastTextModel;
+use crate::runtime::onnx::{OnnxModel, OnnxSpec};
+use crate::runtime::{LoadError, Runtime};
+
+impl Ensemble {
+    /// Parses the manifest at `path` and loads every model it names.
+    pub fn load(path: &Path, pool: &ComputePool) -> Result<Ensemble, ManifestError> {
+        let manifest = Manifest::load(path)?;
+        Self::from_manifest(manifest, pool)
+    }
+
+    pub fn from_manifest(
+        manifest: Manifest,
+        pool: &ComputePool,
+    ) -> Result<Ensemble, ManifestError> {
+        let started = Instant::now();
+        let loaded: Vec<Result<Opened, ManifestError>> = pool.install(|| {
+            (0..manifest.models.len())
+                .into_par_iter()
+                .map(|i| load_model(&manifest, i))
+                .collect()
+        });
+        let loaded = loaded.into_iter().collect::<Result<Vec<_>, _>>()?;
+
+        let fields = request_fields(&manifest)?;
+        let model_labels: Vec<Vec<String>> = loaded
+            .iter()
+            .map(|opened| {
+                opened
+                    .runtime
+                    .labels()
+                    .iter()
+                    .map(|l| manifest.renames.get(l).unwrap_or(l).clone())
+                    .collect()
+            })
+            .collect();
+        let labels = label_space(&manifest, &model_labels)?;
+
+        let mut models = Vec::with_capacity(loaded.len());
+        for (
+            i,
+            (
+                Opened {
+                    runtime,
+                    bytes,
+                    sha256,
+                },
+                names,
+            ),
+        ) in loaded.into_iter().zip(&model_labels).enumerate()
+        {
+            let spec = manifest.models[i].clone();
+            let label_ids = labels.align(names).map_err(|reason| {
+                manifest.model_error(i, Some("labels"), format!("{reason} (not in label_file)"))
+            })?;
+            let field_ids = spec
+                .fields
+                .iter()
+                .map(|f| {
+                    fields
+                        .iter()
+                        .position(|g| g == f)
+                        .expect("fields hold every model field: this is a bug")
+                })
+                .collect();
+            models.push(Model {
+                spec,
+                bytes,
+                sha256,
+                runtime,
+                label_ids,
+                field_ids,
+            });
+        }
+
+        let views: Vec<ModelView<'_>> = models
+            .iter()
+            .map(|m| ModelView {
+                name: &m.spec.name,
+                weight: m.spec.weight,
+                temperature: m.spec.temperature,
+                group: m.spec.group.as_deref(),
+                label_ids: &m.label_ids,
+            })
+            .collect();
+        let combiner = Combiner::new(&manifest.vote, &manifest.rules, &views, &labels, &fields)
+            .map_err(|e| {
+                let place = e.place();
+                ManifestError {
+                    file: manifest.path.clone(),
+                    line: manifest.line_of_place(place),
+                    model: None,
+                    field: None,
+                    reason: e.to_string(),
+                }
+            })?;
+        drop(views);
+
+        Ok(Ensemble {
+            name: manifest.name.clone(),
+            version: manifest.version.clone(),
+            manifest: manifest.path.clone(),
+            fields,
+            models,
+            labels,
+            combiner,
+            load_seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+/// A model file, loaded and hashed.
+struct Opened {
+    runtime: Arc<dyn Runtime>,
+    bytes: u64,
+    sha256: String,
+}
+
+/// Loads model `i` and hashes its file: what the model is, byte for byte, is part of the ensemble.
+fn load_model(manifest: &Manifest, i: usize) -> Result<Opened, ManifestError> {
+    let spec = &manifest.models[i];
+    let runtime = open(spec).map_err(|e| {
+        let (field, reason) = describe(spec, e);
+        manifest.model_error(i, field, reason)
+    })?;
+    let (bytes, sha256) = hash_file(&spec.path).map_err(|e| {
+        manifest.model_error(
+            i,
+            Some("path"),
+            format!("cannot read {}: {e}", spec.path.display()),
+        )
+    })?;
+    Ok(Opened {
+        runtime,
+        bytes,
+        sha256,
+    })
+}
+
+fn open(spec: &ModelSpec) -> Result<Arc<dyn Runtime>, LoadError> {
+    Ok(match spec.kind {
+        ModelKind::FastText => Arc::new(FastTextModel::load(&spec.path)?),
+        ModelKind::Onnx => {
+            let binding = spec
+                .onnx
+                .as_ref()
+                .expect("ONNX models have a binding: this is a bug");
+            let labels = spec.labels.to_onnx().map_err(LoadError::Labels)?;
+            Arc::new(OnnxModel::load(&OnnxSpec {
+                path: spec.path.clone(),
+                input: binding.input.clone(),
+                feed: spec.feed.clone(),
+                output: binding.output.clone(),
+                scores: binding.scores,
+                labels,
+                intra_threads: binding.intra_threads,
+            })?)
+        }
+    })
+}
+
+/// The manifest field a load error is about, and the error without the repeated path.
+fn describe(spec: &ModelSpec, e: LoadError) -> (Option<&'static str>, String) {
+    let labels_field = match spec.labels {
+        LabelSource::File(_) => "labels_file",
+        LabelSource::Metadata(_) => "labels_metadata",
+        LabelSource::ZipMap => "labels_zipmap",
+        LabelSource::Model => "path",
+    };
+    match e {
+        LoadError::Io { .. } | LoadError::FastText { .. } | LoadError::Onnx { .. } => {
+            (Some("path"), e.to_string())
+        }
+        LoadError::OnnxRuntimeMissing(m) => (None, m),
+        LoadError::Labels(reason) => (Some(labels_field), reason),
+        LoadError::Binding { field, reason } => (Some(field), reason),
+    }
+}
+
+/// File size and sha256 (hex).
+fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut bytes = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        bytes += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    let hex = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok((bytes, hex))
+}
+
+/// The request fields: the manifest's top-level `fields` if it declares them (every model's fields
+/// must be among them), else every field a model reads, in order of first mention. Rules may only
+/// name these, so a misspelt field in a rule is an error rather than a rule that never fires.
+fn request_fields(manifest: &Manifest) -> Result<Vec<String>, ManifestError> {
+    if let Some(declared) = &manifest.fields {
+        for (i, m) in manifest.models.iter().enumerate() {
+            if let Some(f) = m.fields.iter().find(|f| !declared.contains(f)) {
+                return Err(manifest.model_error(
+                    i,
+                    Some("fields"),
+                    format!(
+                        "field {f:?} is not among the manifest's fields ({})",
+                        declared.join(", ")
+                    ),
+                ));
+            }
+        }
+        return Ok(declared.clone());
+    }
+    let mut fields: Vec<String> = Vec::new();
+    for f in manifest.models.iter().flat_map(|m| &m.fields) {
+        if !fields.contains(f) {
+            fields.push(f.clone());
+        }
+    }
+    Ok(fields)
+}
+
+/// The label space: the manifest's `label_file`, or the union of the models' (renamed) labels.
+fn label_space(
+    manifest: &Manifest,
+    model_labels: &[Vec<String>],
+) -> Result<LabelSpace, ManifestError> {
+    let Some(path) = &manifest.label_file else {
+        return Ok(LabelSpace::union(model_labels.iter().map(Vec::as_slice)));
+    };
+    let fail = |reason: String| ManifestError {
+        file: manifest.path.clone(),
+        line: None,
+        model: None,
+        field: Some("label_file".into()),
+        reason,
+    };
+    let names = read_label_file(path).map_err(fail)?;
+    LabelSpace::from_names(names).map_err(|e| fail(format!("{}: {e}", path.display())))
+}

@@ -1,0 +1,665 @@
+//! The manifest file: parsing the TOML, filling `[defaults]`, resolving paths against the manifest's
+//! directory, and checking everything that can be checked without opening a model. Every error names
+//! the file, the line, the model and the field.
+//!
+//! ```toml
+//! name = "catalogue"
+//! version = "2026-11-27"
+//! label_file = "labels.txt"        # optional: the label space, one label per line, in this order
+//! rename_file = "renames.tsv"      # optional: `old<TAB>new` per line, applied to every model's labels
+//! fields = ["title", "description", "brand"]  # optional: the request fields; default: those the
+//!                                  # models read. Rules may name only these.
+//!
+//! [rename]                         # optional: inline renames, applied after rename_file
+//! "Kitchen > Knifes" = "Kitchen > Knives"
+//!
+//! [defaults]                       # any [[model]] key except name and path
+//! fields = ["title", "description"]
+//!
+//! [[model]]
+//! name = "ft-title"                # unique
+//! kind = "fasttext"                # fasttext | onnx
+//! path = "models/ft-title.bin"     # .bin or .ftz; labels come from the model
+//! fields = ["title"]               # request text fields, joined with a space in this order
+//!
+//! [[model]]
+//! name = "mlp"
+//! kind = "onnx"
+//! path = "models/mlp.onnx"
+//! feed = "text"                    # text (default): a string tensor [N] or [N,1] of the joined fields
+//!                                  # features: a float tensor [N, width] from one numeric field
+//! input = "text"                   # input tensor (default: the model's only input)
+//! output = "probabilities"         # score tensor (default: the only float output, or sklearn's)
+//! scores = "probabilities"         # probabilities (default) | logits (softmax applied here)
+//! labels_file = "models/mlp.txt"   # labels, one per line in output column order; or
+//!                                  # labels_metadata = "<key>" (custom metadata), or
+//!                                  # labels_zipmap = true (sklearn-onnx ZipMap keys)
+//! intra_threads = 1                # onnxruntime threads per run (default 1)
+//! ```
+//!
+//! `weight`, `temperature` and `group`, the `[vote]` table and the `[[rule]]` list belong to the
+//! combiner: see [`crate::combine`].
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::combine::{RuleConfig, VoteConfig};
+use crate::runtime::onnx::{Feed, OnnxLabels, ScoreKind};
+
+/// A manifest that cannot be served: where, and why.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub struct ManifestError {
+    pub file: PathBuf,
+    /// 1-based line in `file`, when known.
+    pub line: Option<usize>,
+    pub model: Option<String>,
+    pub field: Option<String>,
+    pub reason: String,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        f.write_str(": ")?;
+        match (&self.model, &self.field) {
+            (Some(m), Some(k)) => write!(f, "model {m:?}, field `{k}`: ")?,
+            (Some(m), None) => write!(f, "model {m:?}: ")?,
+            (None, Some(k)) => write!(f, "`{k}`: ")?,
+            (None, None) => {}
+        }
+        f.write_str(&self.reason)
+    }
+}
+
+/// Which runtime serves a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelKind {
+    FastText,
+    Onnx,
+}
+
+impl ModelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelKind::FastText => "fasttext",
+            ModelKind::Onnx => "onnx",
+        }
+    }
+}
+
+/// Where an ONNX model's labels come from, with the labels file's path resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LabelSource {
+    /// The fastText model's own dictionary.
+    Model,
+    File(PathBuf),
+    Metadata(String),
+    ZipMap,
+}
+
+/// How to read an ONNX model: its bindings as the manifest gives them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnnxBinding {
+    pub input: Option<String>,
+    pub output: Option<String>,
+    pub scores: ScoreKind,
+    pub intra_threads: usize,
+}
+
+/// One `[[model]]` entry, defaults filled and paths resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSpec {
+    pub name: String,
+    /// Line of the entry's `[[model]]` header.
+    pub line: usize,
+    /// Line of each key the entry (or `[defaults]`) sets.
+    pub key_lines: BTreeMap<String, usize>,
+    pub kind: ModelKind,
+    pub path: PathBuf,
+    /// Request fields the model reads (for `Feed::Features`, exactly one).
+    pub fields: Vec<String>,
+    pub feed: Feed,
+    pub labels: LabelSource,
+    /// ONNX only.
+    pub onnx: Option<OnnxBinding>,
+    pub weight: f32,
+    pub temperature: f32,
+    pub group: Option<String>,
+}
+
+/// A parsed and checked manifest. Models are not loaded yet.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub path: PathBuf,
+    pub name: String,
+    pub version: String,
+    pub label_file: Option<PathBuf>,
+    /// The declared request fields, if the manifest declares them.
+    pub fields: Option<Vec<String>>,
+    /// Old label name → new, from `rename_file` then `[rename]`.
+    pub renames: HashMap<String, String>,
+    pub models: Vec<ModelSpec>,
+    pub vote: VoteConfig,
+    pub rules: Vec<RuleConfig>,
+    /// Line of the `[vote]` table and of each `[[rule]]`, for the combiner's errors.
+    pub vote_line: Option<usize>,
+    pub rule_lines: Vec<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    name: String,
+    version: Spanned<toml::Value>,
+    label_file: Option<Spanned<String>>,
+    rename_file: Option<Spanned<String>>,
+    fields: Option<Vec<String>>,
+    #[serde(default)]
+    rename: BTreeMap<String, String>,
+    #[serde(default)]
+    defaults: Option<Spanned<toml::Table>>,
+    #[serde(default, rename = "model")]
+    models: Vec<Spanned<toml::Table>>,
+    // Not `Spanned`: toml 0.8 cannot deserialise a `Spanned` table written only as dotted
+    // sub-tables (`[vote.groups.x]` without `[vote]`); `header_line` finds it instead.
+    #[serde(default)]
+    vote: VoteConfig,
+    #[serde(default, rename = "rule")]
+    rules: Vec<Spanned<RuleConfig>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    name: String,
+    kind: String,
+    path: String,
+    #[serde(default)]
+    fields: Option<Vec<String>>,
+    feed: Option<String>,
+    input: Option<String>,
+    output: Option<String>,
+    scores: Option<String>,
+    labels_file: Option<String>,
+    labels_metadata: Option<String>,
+    labels_zipmap: Option<bool>,
+    intra_threads: Option<usize>,
+    weight: Option<f32>,
+    temperature: Option<f32>,
+    group: Option<String>,
+}
+
+/// Keys `[defaults]` may not set: they identify one model.
+const PER_MODEL_ONLY: [&str; 2] = ["name", "path"];
+
+impl Manifest {
+    /// Reads and checks the manifest at `path`.
+    pub fn load(path: &Path) -> Result<Self, ManifestError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ManifestError {
+            file: path.to_owned(),
+            line: None,
+            model: None,
+            field: None,
+            reason: format!("cannot read the manifest: {e}"),
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Checks `text` as the manifest at `path` (relative paths resolve against its directory).
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ManifestError> {
+        Parser {
+            file: path,
+            dir: path.parent().unwrap_or(Path::new("")),
+            text,
+        }
+        .parse()
+    }
+
+    /// The line of a combiner error's `place` (`vote…`, `rule N (…)`, `model "x"`).
+    pub fn line_of_place(&self, place: &str) -> Option<usize> {
+        if let Some(rest) = place.strip_prefix("rule ") {
+            let n: usize = rest.split(' ').next()?.parse().ok()?;
+            return self.rule_lines.get(n.checked_sub(1)?).copied();
+        }
+        if place.starts_with("vote") {
+            return self.vote_line;
+        }
+        let name = place.strip_prefix("model ")?.trim_matches('"');
+        self.models.iter().find(|m| m.name == name).map(|m| m.line)
+    }
+
+    /// An error about model `index`'s `field`, at the field's line when the entry spells it out.
+    pub fn model_error(&self, index: usize, field: Option<&str>, reason: String) -> ManifestError {
+        let m = &self.models[index];
+        let line = field
+            .and_then(|f| m.key_lines.get(f))
+            .copied()
+            .unwrap_or(m.line);
+        ManifestError {
+            file: self.path.clone(),
+            line: Some(line),
+            model: Some(m.name.clone()),
+            field: field.map(str::to_owned),
+            reason,
+        }
+    }
+}
+
+struct Parser<'a> {
+    file: &'a Path,
+    dir: &'a Path,
+    text: &'a str,
+}
+
+impl Parser<'_> {
+    fn error(&self, span: Option<Range<usize>>, reason: impl Into<String>) -> ManifestError {
+        ManifestError {
+            file: self.file.to_owned(),
+            line: span.map(|s| self.line(s.start)),
+            model: None,
+            field: None,
+            reason: reason.into(),
+        }
+    }
+
+    fn line(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())]
+            .bytes()
+            .filter(|&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    /// The line where `key = ...` is written inside `span`, else the span's first line.
+    fn key_line(&self, span: &Range<usize>, key: &str) -> usize {
+        let body = &self.text[span.clone()];
+        let mut offset = span.start;
+        for l in body.split_inclusive('\n') {
+            let t = l.trim_start();
+            if t.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+            {
+                return self.line(offset);
+            }
+            offset += l.len();
+        }
+        // A table's span starts at its header.
+        self.line(span.start)
+    }
+
+    /// The first line that starts with `prefix` (a table header).
+    fn header_line(&self, prefix: &str) -> Option<usize> {
+        self.text
+            .lines()
+            .position(|l| l.trim_start().starts_with(prefix))
+            .map(|n| n + 1)
+    }
+
+    fn resolve(&self, p: &str) -> PathBuf {
+        self.dir.join(p)
+    }
+
+    fn parse(&self) -> Result<Manifest, ManifestError> {
+        let raw: RawManifest = toml::from_str(self.text).map_err(|e| {
+            let reason = e.message().trim().to_owned();
+            self.error(e.span(), reason)
+        })?;
+        let version = match raw.version.get_ref() {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            _ => {
+                return Err(self.error(
+                    Some(raw.version.span()),
+                    "`version` must be a string (e.g. version = \"2026-11-27\")",
+                ))
+            }
+        };
+        if raw.name.trim().is_empty() {
+            return Err(self.error(None, "`name` must not be empty"));
+        }
+        if raw.models.is_empty() {
+            return Err(self.error(None, "the manifest has no [[model]] entries"));
+        }
+
+        let defaults = match &raw.defaults {
+            Some(d) => {
+                for key in PER_MODEL_ONLY {
+                    if d.get_ref().contains_key(key) {
+                        let line = self.key_line(&d.span(), key);
+                        return Err(ManifestError {
+                            line: Some(line),
+                            field: Some(format!("defaults.{key}")),
+                            ..self.error(
+                                None,
+                                format!("`{key}` cannot have a default: it names one model"),
+                            )
+                        });
+                    }
+                }
+                d.get_ref().clone()
+            }
+            None => toml::Table::new(),
+        };
+
+        let mut models = Vec::with_capacity(raw.models.len());
+        let mut seen = HashMap::new();
+        for entry in &raw.models {
+            let model = self.model(entry, &defaults, raw.defaults.as_ref())?;
+            if let Some(first) = seen.insert(model.name.clone(), model.line) {
+                return Err(ManifestError {
+                    model: Some(model.name.clone()),
+                    field: Some("name".into()),
+                    ..self.error(
+                        Some(entry.span()),
+                        format!("duplicate model name (first used on line {first})"),
+                    )
+                });
+            }
+            models.push(model);
+        }
+
+        let mut renames = HashMap::new();
+        if let Some(file) = &raw.rename_file {
+            let path = self.resolve(file.get_ref());
+            let lines = read_lines(&path).map_err(|reason| ManifestError {
+                field: Some("rename_file".into()),
+                ..self.error(Some(file.span()), reason)
+            })?;
+            for (n, line) in lines.iter().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let Some((old, new)) = line.split_once('\t') else {
+                    return Err(ManifestError {
+                        field: Some("rename_file".into()),
+                        ..self.error(
+                            Some(file.span()),
+                            format!("{} line {}: expected `old<TAB>new`", path.display(), n + 1),
+                        )
+                    });
+                };
+                renames.insert(old.to_owned(), new.to_owned());
+            }
+        }
+        renames.extend(raw.rename);
+
+        Ok(Manifest {
+            path: self.file.to_owned(),
+            name: raw.name,
+            version,
+            label_file: raw.label_file.map(|f| self.resolve(f.get_ref())),
+            fields: raw.fields,
+            renames,
+            models,
+            vote_line: self.header_line("[vote"),
+            vote: raw.vote,
+            rule_lines: raw
+                .rules
+                .iter()
+                .map(|r| self.key_line(&r.span(), "type"))
+                .collect(),
+            rules: raw.rules.into_iter().map(Spanned::into_inner).collect(),
+        })
+    }
+
+    fn model(
+        &self,
+        entry: &Spanned<toml::Table>,
+        defaults: &toml::Table,
+        defaults_span: Option<&Spanned<toml::Table>>,
+    ) -> Result<ModelSpec, ManifestError> {
+        let span = entry.span();
+        let header = self.line(span.start);
+        let own = entry.get_ref();
+        let name = own.get("name").and_then(|v| v.as_str()).map(str::to_owned);
+        // Where a field's value was written: in the entry, else in [defaults].
+        let field_line = |key: &str| {
+            if own.contains_key(key) {
+                self.key_line(&span, key)
+            } else if let Some(d) = defaults_span.filter(|d| d.get_ref().contains_key(key)) {
+                self.key_line(&d.span(), key)
+            } else {
+                header
+            }
+        };
+        let fail = |field: Option<&str>, reason: String| ManifestError {
+            file: self.file.to_owned(),
+            line: Some(field.map_or(header, &field_line)),
+            model: name.clone(),
+            field: field.map(str::to_owned),
+            reason,
+        };
+
+        let mut merged = defaults.clone();
+        merged.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let raw: RawModel =
+            toml::Value::Table(merged)
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    let message = e.message().trim().to_owned();
+                    let field = offending_field(&message);
+                    fail(field.as_deref(), message)
+                })?;
+
+        if raw.name.trim().is_empty() {
+            return Err(fail(Some("name"), "must not be empty".into()));
+        }
+        let kind = match raw.kind.as_str() {
+            "fasttext" => ModelKind::FastText,
+            "onnx" => ModelKind::Onnx,
+            other => {
+                return Err(fail(
+                    Some("kind"),
+                    format!("unknown kind {other:?} (expected \"fasttext\" or \"onnx\")"),
+                ))
+            }
+        };
+        let path = self.resolve(&raw.path);
+        if !path.is_file() {
+            return Err(fail(
+                Some("path"),
+                format!("model file {} does not exist", path.display()),
+            ));
+        }
+        let fields = raw.fields.unwrap_or_default();
+        if fields.is_empty() {
+            return Err(fail(
+                Some("fields"),
+                "the model reads no request field (set fields = [\"title\", ...] here or in [defaults])"
+                    .into(),
+            ));
+        }
+        let mut unique = HashSet::new();
+        if let Some(dup) = fields.iter().find(|f| !unique.insert(f.as_str())) {
+            return Err(fail(
+                Some("fields"),
+                format!("field {dup:?} is listed twice"),
+            ));
+        }
+        let feed = match raw.feed.as_deref() {
+            None | Some("text") => Feed::Text,
+            Some("features") => Feed::Features,
+            Some(other) => {
+                return Err(fail(
+                    Some("feed"),
+                    format!("unknown feed {other:?} (expected \"text\" or \"features\")"),
+                ))
+            }
+        };
+        if feed == Feed::Features && fields.len() != 1 {
+            return Err(fail(
+                Some("fields"),
+                "feed = \"features\" reads exactly one numeric field".into(),
+            ));
+        }
+        let weight = raw.weight.unwrap_or(1.0);
+        if !(weight.is_finite() && weight >= 0.0) {
+            return Err(fail(
+                Some("weight"),
+                format!("must be a number >= 0, got {weight}"),
+            ));
+        }
+        let temperature = raw.temperature.unwrap_or(1.0);
+        if !(temperature.is_finite() && temperature > 0.0) {
+            return Err(fail(
+                Some("temperature"),
+                format!("must be a number > 0, got {temperature}"),
+            ));
+        }
+
+        let label_keys = [
+            ("labels_file", raw.labels_file.is_some()),
+            ("labels_metadata", raw.labels_metadata.is_some()),
+            ("labels_zipmap", raw.labels_zipmap == Some(true)),
+        ];
+        let given: Vec<&str> = label_keys.iter().filter(|k| k.1).map(|k| k.0).collect();
+        let (labels, onnx) = match kind {
+            ModelKind::FastText => {
+                let onnx_only = [
+                    ("feed", raw.feed.is_some() && feed != Feed::Text),
+                    ("input", raw.input.is_some()),
+                    ("output", raw.output.is_some()),
+                    ("scores", raw.scores.is_some()),
+                    ("intra_threads", raw.intra_threads.is_some()),
+                ];
+                if let Some((key, _)) = onnx_only.iter().chain(&label_keys).find(|k| k.1) {
+                    return Err(fail(
+                        Some(key),
+                        "only ONNX models take this (a fastText model reads text and carries its own labels)"
+                            .into(),
+                    ));
+                }
+                (LabelSource::Model, None)
+            }
+            ModelKind::Onnx => {
+                let labels = match given.as_slice() {
+                    ["labels_file"] => LabelSource::File(
+                        self.resolve(raw.labels_file.as_deref().expect("checked above")),
+                    ),
+                    ["labels_metadata"] => {
+                        LabelSource::Metadata(raw.labels_metadata.clone().expect("checked above"))
+                    }
+                    ["labels_zipmap"] => LabelSource::ZipMap,
+                    [] => {
+                        return Err(fail(
+                            None,
+                            "an ONNX model needs one of labels_file, labels_metadata or labels_zipmap = true"
+                                .into(),
+                        ))
+                    }
+                    many => {
+                        return Err(fail(
+                            Some(many[1]),
+                            format!("give only one of {}", many.join(", ")),
+                        ))
+                    }
+                };
+                if let LabelSource::File(p) = &labels {
+                    if !p.is_file() {
+                        return Err(fail(
+                            Some("labels_file"),
+                            format!("labels file {} does not exist", p.display()),
+                        ));
+                    }
+                }
+                let scores = match raw.scores.as_deref() {
+                    None | Some("probabilities") => ScoreKind::Probabilities,
+                    Some("logits") => ScoreKind::Logits,
+                    Some(other) => {
+                        return Err(fail(
+                            Some("scores"),
+                            format!(
+                            "unknown scores {other:?} (expected \"probabilities\" or \"logits\")"
+                        ),
+                        ))
+                    }
+                };
+                let binding = OnnxBinding {
+                    input: raw.input,
+                    output: raw.output,
+                    scores,
+                    intra_threads: raw.intra_threads.unwrap_or(1).max(1),
+                };
+                (labels, Some(binding))
+            }
+        };
+
+        let key_lines = own
+            .keys()
+            .chain(defaults.keys())
+            .map(|k| (k.clone(), field_line(k)))
+            .collect();
+        Ok(ModelSpec {
+            name: raw.name,
+            line: header,
+            key_lines,
+            kind,
+            path,
+            fields,
+            feed,
+            labels,
+            onnx,
+            weight,
+            temperature,
+            group: raw.group,
+        })
+    }
+}
+
+/// The field a serde message is about (`unknown field `foo``, `missing field `path``, ...).
+fn offending_field(message: &str) -> Option<String> {
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(message[start..start + len].to_owned())
+}
+
+/// The lines of a UTF-8 text file; a line that is not UTF-8 is reported by number.
+pub fn read_lines(path: &Path) -> Result<Vec<String>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut lines = Vec::new();
+    for (n, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let line = std::str::from_utf8(line)
+            .map_err(|_| format!("{} line {}: not valid UTF-8", path.display(), n + 1))?;
+        lines.push(line.to_owned());
+    }
+    if lines.last().is_some_and(|l| l.is_empty()) {
+        lines.pop();
+    }
+    Ok(lines)
+}
+
+/// The labels of a labels file: one per line, no blank lines.
+pub fn read_label_file(path: &Path) -> Result<Vec<String>, String> {
+    let lines = read_lines(path)?;
+    if let Some(n) = lines.iter().position(|l| l.trim().is_empty()) {
+        return Err(format!("{} line {}: empty label", path.display(), n + 1));
+    }
+    if lines.is_empty() {
+        return Err(format!("{} has no labels", path.display()));
+    }
+    Ok(lines)
+}
+
+impl LabelSource {
+    /// The runtime's view of the source, reading a labels file now.
+    pub fn to_onnx(&self) -> Result<OnnxLabels, String> {
+        Ok(match self {
+            LabelSource::File(p) => OnnxLabels::List(read_label_file(p)?),
+            LabelSource::Metadata(key) => OnnxLabels::Metadata { key: key.clone() },
+            LabelSource::ZipMap => OnnxLabels::ZipMap,
+            LabelSource::Model => {
+                unreachable!("fastText labels come from the model: this is a bug")
+            }
+        })
+    }
+}
