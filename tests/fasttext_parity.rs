@@ -84,15 +84,13 @@ fn show(text: &str) -> String {
 }
 
 /// Compares one row of our scores with official output; appends each mismatch to `errors`.
-fn compare_row(
-    mode: &str,
-    case: &Case,
-    labels: &[String],
-    ours: &[f32],
-    errors: &mut Vec<String>,
-) {
+fn compare_row(mode: &str, case: &Case, labels: &[String], ours: &[f32], errors: &mut Vec<String>) {
     let query = show(&case.text);
-    let official: HashMap<&str, f64> = case.official.iter().map(|(l, p)| (l.as_str(), *p)).collect();
+    let official: HashMap<&str, f64> = case
+        .official
+        .iter()
+        .map(|(l, p)| (l.as_str(), *p))
+        .collect();
     let ours_by_label: HashMap<&str, f64> = labels
         .iter()
         .zip(ours)
@@ -120,7 +118,9 @@ fn compare_row(
     }
     for (label, _) in &case.official {
         if !ours_by_label.contains_key(label.as_str()) {
-            errors.push(format!("{mode} {query}: official label {label} missing from labels()"));
+            errors.push(format!(
+                "{mode} {query}: official label {label} missing from labels()"
+            ));
         }
     }
 
@@ -136,10 +136,17 @@ fn compare_row(
         }
         let got_official = official.get(got_label).copied().unwrap_or(0.0);
         if (got_official - want_score).abs() > TIE_TOL {
-            let ours_top: Vec<String> =
-                ranked.iter().take(k).map(|(l, s)| format!("{l}={s:.6}")).collect();
-            let official_top: Vec<String> =
-                case.official.iter().take(k).map(|(l, s)| format!("{l}={s:.6}")).collect();
+            let ours_top: Vec<String> = ranked
+                .iter()
+                .take(k)
+                .map(|(l, s)| format!("{l}={s:.6}"))
+                .collect();
+            let official_top: Vec<String> = case
+                .official
+                .iter()
+                .take(k)
+                .map(|(l, s)| format!("{l}={s:.6}"))
+                .collect();
             errors.push(format!(
                 "{mode} {query}: rank {}: ours {got_label} ({got_score:.8}) vs official \
                  {want_label} ({want_score:.8})\n      ours top:     {}\n      official top: {}",
@@ -155,8 +162,8 @@ fn compare_row(
 /// Loads one fixture model and checks it against every recorded query, row by row and batched.
 fn check_model(model_file: &str) {
     let path = fixture_dir().join(model_file);
-    let model = FastTextModel::load(&path)
-        .unwrap_or_else(|e| panic!("{model_file}: load failed: {e}"));
+    let model =
+        FastTextModel::load(&path).unwrap_or_else(|e| panic!("{model_file}: load failed: {e}"));
     let cases = cases(model_file);
     assert!(!cases.is_empty(), "{model_file}: no recorded queries");
 
@@ -165,8 +172,15 @@ fn check_model(model_file: &str) {
     let ours: HashSet<&str> = labels.iter().map(String::as_str).collect();
     let official = official_labels(model_file);
     let theirs: HashSet<&str> = official.iter().map(String::as_str).collect();
-    assert_eq!(ours.len(), labels.len(), "{model_file}: duplicate labels in {labels:?}");
-    assert_eq!(ours, theirs, "{model_file}: labels() differ from official fastText's");
+    assert_eq!(
+        ours.len(),
+        labels.len(),
+        "{model_file}: duplicate labels in {labels:?}"
+    );
+    assert_eq!(
+        ours, theirs,
+        "{model_file}: labels() differ from official fastText's"
+    );
 
     let mut errors = Vec::new();
 
@@ -189,7 +203,11 @@ fn check_model(model_file: &str) {
 
     // All queries as one batch, into a buffer that already holds something else.
     let texts: Vec<&str> = cases.iter().map(|c| c.text.as_str()).collect();
-    let mut out = Scores { rows: 1, cols: 3, data: vec![f32::NAN; 3] };
+    let mut out = Scores {
+        rows: 1,
+        cols: 3,
+        data: vec![f32::NAN; 3],
+    };
     match model.run(&Inputs::Text(&texts), &mut out) {
         Err(e) => errors.push(format!("batch of {}: run failed: {e}", texts.len())),
         Ok(()) => {
@@ -264,13 +282,21 @@ fn every_fixture_model_is_covered() {
     let expected = read_json("expected.json");
     let mut on_disk: Vec<String> = std::fs::read_dir(fixture_dir())
         .expect("fixture dir exists")
-        .map(|e| e.expect("dir entry").file_name().to_string_lossy().into_owned())
+        .map(|e| {
+            e.expect("dir entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
         .filter(|n| n.ends_with(".bin") || n.ends_with(".ftz"))
         .collect();
     on_disk.sort();
     let mut tested: Vec<String> = TESTED.iter().map(|s| s.to_string()).collect();
     tested.sort();
-    assert_eq!(on_disk, tested, "fixture models on disk vs models with a parity test");
+    assert_eq!(
+        on_disk, tested,
+        "fixture models on disk vs models with a parity test"
+    );
     for name in TESTED {
         let rows = expected[*name].as_array().map_or(0, Vec::len);
         assert!(rows > 0, "expected.json has no queries for {name}");
