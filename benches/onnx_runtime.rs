@@ -7,8 +7,12 @@
 //!
 //!     cargo bench --bench onnx_runtime
 
+mod common;
+
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use common::{fmt, interleaved, pseudo_random, time};
 
 use lastmile::runtime::onnx::{Feed, OnnxLabels, OnnxModel, OnnxSpec, ScoreKind};
 use lastmile::runtime::{ort_env, Inputs, Runtime, Scores};
@@ -72,19 +76,7 @@ fn main() {
             let (_, probs) = outputs[0].try_extract_tensor::<f32>().expect("f32 output");
             std::hint::black_box(probs);
         };
-        // Interleave the two so drift (turbo, caches) hits both alike.
-        let mut t_model = Vec::with_capacity(iters);
-        let mut t_direct = Vec::with_capacity(iters);
-        for _ in 0..iters / 10 {
-            through_model();
-            direct();
-        }
-        for _ in 0..iters {
-            t_model.push(time(&mut through_model));
-            t_direct.push(time(&mut direct));
-        }
-        let m = median(&mut t_model);
-        let d = median(&mut t_direct);
+        let (m, d) = interleaved(iters, &mut through_model, &mut direct);
         // The part of the difference that is copying the scores out of onnxruntime's buffer
         // into the caller's (`Scores`), which the direct call does not do.
         let mut copy_buf: Vec<f32> = Vec::with_capacity(batch * 7000);
@@ -95,7 +87,7 @@ fn main() {
             std::hint::black_box(&copy_buf);
         };
         let mut t_copy: Vec<Duration> = (0..iters).map(|_| time(&mut copy)).collect();
-        let c = median(&mut t_copy);
+        let c = common::median(&mut t_copy);
         println!(
             "{batch:>6} {:>14} {:>14} {:>14} {:>8.3}x   (copying the scores out: {})",
             fmt(m / batch as u32),
@@ -105,32 +97,4 @@ fn main() {
             fmt(c)
         );
     }
-}
-
-fn time(f: &mut impl FnMut()) -> Duration {
-    let start = Instant::now();
-    f();
-    start.elapsed()
-}
-
-fn median(samples: &mut [Duration]) -> Duration {
-    samples.sort_unstable();
-    samples[samples.len() / 2]
-}
-
-fn fmt(d: Duration) -> String {
-    format!("{:.1} µs", d.as_secs_f64() * 1e6)
-}
-
-/// Deterministic inputs in [-1, 1) without a dependency.
-fn pseudo_random(n: usize) -> Vec<f32> {
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    (0..n)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
 }

@@ -2,17 +2,20 @@
 //! official fastText 0.9.3 answers.
 //!
 //! Two paths, one answer:
-//! - softmax and one-vs-all models with dense matrices score a whole batch as one GEMM
-//!   (sentence vectors × output matrix), which is where batching pays;
-//! - hierarchical-softmax and quantised models score row by row through the crate's own predictor.
+//! - models with dense matrices (softmax, one-vs-all, hierarchical softmax) score a whole batch as
+//!   one GEMM (sentence vectors × output matrix), which is where batching pays; hierarchical softmax
+//!   then walks its Huffman tree over the precomputed node scores;
+//! - quantised models score row by row through the crate's own predictor.
 //!
-//! Every score is what official fastText prints: `exp(log(p + 1e-5))`, i.e. the model's probability
-//! plus 1e-5. Labels that hierarchical softmax prunes (below 1e-5) score 0.
+//! Every score is what official fastText prints: for softmax and one-vs-all `exp(log(p + 1e-5))`,
+//! i.e. the model's probability plus 1e-5; for hierarchical softmax the product of
+//! `(p + 1e-5)` along the leaf's path. Labels hierarchical softmax prunes (below 1e-5) score 0.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use fasttext::args::LossName;
+use fasttext::dictionary::EntryType;
 use fasttext::FastText;
 use ndarray::{Array2, ArrayView2};
 
@@ -42,10 +45,16 @@ enum Scorer {
     PerRow { index: HashMap<String, usize> },
 }
 
-#[derive(Clone, Copy)]
+/// How a row of output-matrix products becomes label scores.
 enum DenseLoss {
     Softmax,
+    /// Also negative sampling, which predicts the same way.
     OneVsAll,
+    /// Hierarchical softmax: `children[i]` are the (left, right) children of internal node
+    /// `labels + i`, whose score is output row `i`; nodes below `labels` are leaves (labels).
+    Tree {
+        children: Vec<[u32; 2]>,
+    },
 }
 
 impl FastTextModel {
@@ -81,12 +90,14 @@ impl FastTextModel {
             .collect::<Result<Vec<_>, _>>()?;
 
         let dense_loss = match model.args().loss {
-            LossName::Softmax => Some(DenseLoss::Softmax),
-            LossName::OneVsAll => Some(DenseLoss::OneVsAll),
-            _ => None,
+            LossName::Softmax => DenseLoss::Softmax,
+            LossName::OneVsAll | LossName::NegativeSampling => DenseLoss::OneVsAll,
+            LossName::HierarchicalSoftmax => DenseLoss::Tree {
+                children: huffman_children(&dict.get_counts(EntryType::Label)),
+            },
         };
         let scorer = match dense_loss {
-            Some(loss) if !model.is_quant() => {
+            loss if !model.is_quant() => {
                 let wo = model.output_matrix();
                 let dim = model.args().dim as usize;
                 let output = Array2::from_shape_vec((labels.len(), dim), wo.data().to_vec())
@@ -125,7 +136,7 @@ impl FastTextModel {
             .unwrap_or(label)
     }
 
-    fn run_gemm(&self, texts: &[&str], output: &Array2<f32>, loss: DenseLoss, out: &mut Scores) {
+    fn run_gemm(&self, texts: &[&str], output: &Array2<f32>, loss: &DenseLoss, out: &mut Scores) {
         let dim = output.ncols();
         let input = self.model.input_matrix();
         let mut hidden = vec![0.0f32; texts.len() * dim];
@@ -154,15 +165,19 @@ impl FastTextModel {
             if empty[row] {
                 continue; // official fastText predicts nothing for an empty line
             }
+            let logits = logits.as_slice().expect("row-major");
             match loss {
-                DenseLoss::Softmax => softmax_into(logits.as_slice().expect("row-major"), dst),
+                DenseLoss::Softmax => {
+                    softmax_into(logits, dst);
+                    dst.iter_mut().for_each(|p| *p = (*p + LOG_EPS).ln().exp());
+                }
                 DenseLoss::OneVsAll => {
-                    for (d, &x) in dst.iter_mut().zip(logits.iter()) {
-                        *d = sigmoid_table(x);
+                    for (d, &x) in dst.iter_mut().zip(logits) {
+                        *d = (sigmoid_table(x) + LOG_EPS).ln().exp();
                     }
                 }
+                DenseLoss::Tree { children } => walk_tree(children, logits, dst),
             }
-            dst.iter_mut().for_each(|p| *p = (*p + LOG_EPS).ln().exp());
         }
     }
 
@@ -177,6 +192,61 @@ impl FastTextModel {
                 }
             }
         }
+    }
+}
+
+/// The children of every internal node of fastText's Huffman tree over label counts (sorted by
+/// count, descending, as the dictionary holds them): the same construction as fastText's
+/// `HierarchicalSoftmaxLoss::buildTree`, so node `labels + i` scores with output row `i`.
+fn huffman_children(counts: &[i64]) -> Vec<[u32; 2]> {
+    let n = counts.len();
+    let mut count: Vec<i64> = counts.to_vec();
+    count.resize(2 * n - 1, 1_000_000_000_000_000);
+    let mut children = Vec::with_capacity(n.saturating_sub(1));
+    let (mut leaf, mut node) = (n as i64 - 1, n);
+    for i in n..2 * n - 1 {
+        let mut pick = [0usize; 2];
+        for p in &mut pick {
+            if leaf >= 0 && count[leaf as usize] < count[node] {
+                *p = leaf as usize;
+                leaf -= 1;
+            } else {
+                *p = node;
+                node += 1;
+            }
+        }
+        count[i] = count[pick[0]] + count[pick[1]];
+        children.push([pick[0] as u32, pick[1] as u32]);
+    }
+    children
+}
+
+/// Scores every leaf as fastText's tree search does with threshold 0: the sum of
+/// `log(p + 1e-5)` along the path (left: 1 − σ, right: σ, exact sigmoid of the node's output
+/// row), leaves whose path drops below log(1e-5) at any node left at 0. `node_logits[i]` is
+/// internal node `labels + i`'s product with the sentence vector.
+fn walk_tree(children: &[[u32; 2]], node_logits: &[f32], dst: &mut [f32]) {
+    let labels = dst.len();
+    let floor = LOG_EPS.ln();
+    if children.is_empty() {
+        // One label: the root is the leaf.
+        dst[0] = 1.0;
+        return;
+    }
+    let mut stack = vec![(labels + children.len() - 1, 0.0f32)];
+    while let Some((node, score)) = stack.pop() {
+        if score < floor {
+            continue;
+        }
+        if node < labels {
+            dst[node] = score.exp();
+            continue;
+        }
+        let f = 1.0 / (1.0 + (-node_logits[node - labels]).exp());
+        let [left, right] = children[node - labels];
+        // Right first on the stack so the left subtree is searched first, as fastText does.
+        stack.push((right as usize, score + (f + LOG_EPS).ln()));
+        stack.push((left as usize, score + (1.0 - f + LOG_EPS).ln()));
     }
 }
 
@@ -224,7 +294,7 @@ impl Runtime for FastTextModel {
         };
         out.reset(texts.len(), self.labels.len());
         match &self.scorer {
-            Scorer::Gemm { output, loss } => self.run_gemm(texts, output, *loss, out),
+            Scorer::Gemm { output, loss } => self.run_gemm(texts, output, loss, out),
             Scorer::PerRow { index } => self.run_per_row(texts, index, out),
         }
         Ok(())
