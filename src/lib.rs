@@ -2,5 +2,6 @@
 
 pub mod combine;
 pub mod ensemble;
+pub mod eval;
 pub mod labels;
 pub mod runtime;

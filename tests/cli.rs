@@ -393,3 +393,80 @@ fn onnx_manifest_without_onnxruntime_says_how_to_install_it() {
         ],
     );
 }
+
+#[test]
+fn eval_of_a_one_model_ensemble_equals_the_model() {
+    let text = two_fasttext_models().replace("name = \"b\"", "name = \"b\"\nweight = 0");
+    let (dir, path) = manifest(&text);
+    // The fixtures' validation lines, as labelled JSON Lines.
+    let valid = std::fs::read_to_string(fixtures().join("fasttext/valid.txt")).unwrap();
+    let mut data = String::new();
+    for line in valid.lines().take(30) {
+        let (labels, words): (Vec<&str>, Vec<&str>) = line
+            .split_whitespace()
+            .partition(|t| t.starts_with("__label__"));
+        let label = labels[0].trim_start_matches("__label__");
+        data += &format!(
+            "{}\n",
+            serde_json::json!({"title": words.join(" "), "label": label})
+        );
+    }
+    let data_path = dir.path().join("valid.jsonl");
+    std::fs::write(&data_path, data).unwrap();
+    let out = lastmile(
+        &[
+            "eval",
+            "--manifest",
+            &path,
+            "--data",
+            data_path.to_str().unwrap(),
+            "--json",
+        ],
+        "",
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["items"], 30);
+    let model = report["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "a")
+        .unwrap();
+    for metric in ["top1", "top5", "macro_f1"] {
+        assert_eq!(report["overall"][metric], model[metric], "{metric}");
+    }
+    assert!(
+        model["top1"].as_f64().unwrap() > 0.8,
+        "the fixture model is good: {model}"
+    );
+}
+
+#[test]
+fn eval_names_the_bad_line_of_its_data() {
+    let (dir, path) = manifest(&two_fasttext_models());
+    let data_path = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &data_path,
+        "{\"title\":\"tent\",\"label\":\"camping_tents\"}\n{\"title\":\"tent\"}\n",
+    )
+    .unwrap();
+    let out = lastmile(
+        &[
+            "eval",
+            "--manifest",
+            &path,
+            "--data",
+            data_path.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_mentions(&stderr, &["bad.jsonl:2", "label"]);
+}

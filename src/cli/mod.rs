@@ -2,6 +2,7 @@
 //! or input that cannot be served, 1 for everything else).
 
 mod check;
+mod eval;
 mod predict;
 
 use std::path::PathBuf;
@@ -29,6 +30,8 @@ enum Command {
     Check(check::CheckArgs),
     /// Read JSON Lines items on stdin, write one JSON answer per line on stdout.
     Predict(predict::PredictArgs),
+    /// Measure the ensemble and each model on labelled JSON Lines: accuracy, macro-F1, speed.
+    Eval(eval::EvalArgs),
 }
 
 /// Where the ensemble comes from and what it runs on; shared by every subcommand that loads one.
@@ -70,6 +73,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Check(args) => check::run(args),
         Command::Predict(args) => predict::run(args),
+        Command::Eval(args) => eval::run(args),
     }
 }
 

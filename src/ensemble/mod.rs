@@ -91,6 +91,13 @@ pub struct PredictError {
     pub reason: String,
 }
 
+/// Every model's scores for one batch, and how long each model took (its own run, on one thread).
+pub struct ModelScores {
+    /// Indexed like [`Ensemble::models`]; `[items, model labels]` each.
+    pub scores: Vec<Scores>,
+    pub seconds: Vec<f64>,
+}
+
 thread_local! {
     /// Combining buffers, one set per compute thread, reused from item to item.
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
@@ -113,8 +120,18 @@ impl Ensemble {
         })
     }
 
+    /// Every model's scores for `items` (side by side on `pool`), not combined: for evaluating
+    /// the models one by one.
+    pub fn score(
+        &self,
+        pool: &ComputePool,
+        items: &[ValidItem],
+    ) -> Result<ModelScores, PredictError> {
+        pool.install(|| self.run_models(items))
+    }
+
     /// Every model's scores for the whole batch. Runs inside the pool.
-    fn run_models(&self, items: &[ValidItem]) -> Result<Vec<Scores>, PredictError> {
+    fn run_models(&self, items: &[ValidItem]) -> Result<ModelScores, PredictError> {
         // Models reading the same fields share one joined text per item.
         let mut views: Vec<(&[usize], Vec<String>)> = Vec::new();
         for m in &self.models {
@@ -123,10 +140,12 @@ impl Ensemble {
                 views.push((&m.field_ids, texts));
             }
         }
-        self.models
+        let runs: Vec<(Scores, f64)> = self
+            .models
             .par_iter()
             .map(|m| {
                 let mut out = Scores::default();
+                let started = std::time::Instant::now();
                 let result = match m.runtime.input_kind() {
                     crate::runtime::InputKind::Text => {
                         let (_, texts) = views
@@ -142,16 +161,20 @@ impl Ensemble {
                             .run(&Inputs::Features { data: &data, width }, &mut out)
                     }
                 };
-                result.map(|()| out).map_err(|e| PredictError {
+                let seconds = started.elapsed().as_secs_f64();
+                result.map(|()| (out, seconds)).map_err(|e| PredictError {
                     model: m.spec.name.clone(),
                     reason: e.to_string(),
                 })
             })
-            .collect()
+            .collect::<Result<_, _>>()?;
+        let (scores, seconds) = runs.into_iter().unzip();
+        Ok(ModelScores { scores, seconds })
     }
 
-    fn combine(&self, row: usize, item: &ValidItem, scores: &[Scores]) -> ItemAnswer {
-        let per_model: Vec<&[f32]> = scores.iter().map(|s| s.row(row)).collect();
+    /// Combines row `row` of a batch's model scores into the answer for `item`.
+    pub fn combine(&self, row: usize, item: &ValidItem, scores: &ModelScores) -> ItemAnswer {
+        let per_model: Vec<&[f32]> = scores.scores.iter().map(|s| s.row(row)).collect();
         let fields: Vec<Option<&str>> = item
             .fields
             .iter()

@@ -1,0 +1,142 @@
+//! `lastmile eval`: how good and how fast an ensemble and each of its models are on a labelled
+//! JSON Lines file, as a table or (`--json`) for machines.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use lastmile::ensemble::{Ensemble, ItemOptions};
+use lastmile::eval::{evaluate, LabelledItem, Metrics, Report};
+use serde_json::Value;
+
+use super::{load, EnsembleArgs, Failure};
+
+#[derive(Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    ensemble: EnsembleArgs,
+    /// Labelled items, one JSON object per line: the ensemble's fields and the right label.
+    #[arg(long, env = "LASTMILE_EVAL_DATA")]
+    data: PathBuf,
+    /// The key holding the right label.
+    #[arg(long, default_value = "label")]
+    label_field: String,
+    /// Items scored together.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Score only the first N items.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: EvalArgs) -> Result<(), Failure> {
+    let (ensemble, pool) = load(&args.ensemble)?;
+    let data = read_data(&ensemble, &args)?;
+    let bar = if args.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(data.len() as u64).with_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} items  {per_sec}  eta {eta}")
+                .expect("a valid template"),
+        )
+    };
+    let report =
+        evaluate(&ensemble, &pool, &data, args.batch, |n| bar.inc(n as u64)).map_err(|e| {
+            Failure {
+                message: e.to_string(),
+                code: 1,
+            }
+        })?;
+    bar.finish_and_clear();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("reports serialise")
+        );
+    } else {
+        print!("{}", table(&report));
+    }
+    Ok(())
+}
+
+fn read_data(ensemble: &Ensemble, args: &EvalArgs) -> Result<Vec<LabelledItem>, Failure> {
+    let file = std::fs::File::open(&args.data).map_err(|e| Failure {
+        message: format!("{}: {e}", args.data.display()),
+        code: 2,
+    })?;
+    let bad = |line: usize, reason: String| Failure {
+        message: format!("{}:{line}: {reason}", args.data.display()),
+        code: 2,
+    };
+    let options = ItemOptions {
+        top_k: 5,
+        ..ItemOptions::default()
+    };
+    let mut data = Vec::new();
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        if args.limit.is_some_and(|limit| data.len() >= limit) {
+            break;
+        }
+        let line = line.map_err(|e| bad(n + 1, e.to_string()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: Value =
+            serde_json::from_str(&line).map_err(|e| bad(n + 1, format!("not JSON: {e}")))?;
+        let Value::Object(object) = value else {
+            return Err(bad(n + 1, "expected a JSON object".into()));
+        };
+        let label = object
+            .get(&args.label_field)
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad(n + 1, format!("no string field {:?}", args.label_field)))?
+            .to_owned();
+        let item = ensemble
+            .item_from_json(&object, options.clone())
+            .map_err(|e| bad(n + 1, e.to_string()))?;
+        data.push(LabelledItem { item, label });
+    }
+    if data.is_empty() {
+        return Err(bad(0, "no items".into()));
+    }
+    Ok(data)
+}
+
+fn table(r: &Report) -> String {
+    let mut out = format!(
+        "{} version {}: {} items, {} compute threads{}\n",
+        r.ensemble,
+        r.version,
+        r.items,
+        r.compute_threads,
+        if r.unknown_labels > 0 {
+            format!(
+                ", {} items with a label the ensemble lacks",
+                r.unknown_labels
+            )
+        } else {
+            String::new()
+        }
+    );
+    out += &format!(
+        "{:<32} {:<9} {:>7} {:>7} {:>9} {:>10}\n",
+        "model", "kind", "top-1", "top-5", "macro-F1", "items/s"
+    );
+    let row = |name: &str, kind: &str, m: &Metrics| {
+        format!(
+            "{:<32} {:<9} {:>7.4} {:>7.4} {:>9.4} {:>10.1}\n",
+            name, kind, m.top1, m.top5, m.macro_f1, m.items_per_second
+        )
+    };
+    out += &row("(ensemble)", "", &r.overall);
+    let mut models: Vec<_> = r.models.iter().collect();
+    models.sort_by(|a, b| b.metrics.top1.total_cmp(&a.metrics.top1));
+    for m in models {
+        out += &row(&m.name, m.kind, &m.metrics);
+    }
+    out
+}
