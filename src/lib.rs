@@ -4,4 +4,7 @@ pub mod combine;
 pub mod ensemble;
 pub mod eval;
 pub mod labels;
+pub mod proto;
+pub mod registry;
 pub mod runtime;
+pub mod telemetry;

@@ -123,6 +123,8 @@ impl Ensemble {
             models,
             labels,
             combiner,
+            vote: manifest.vote.clone(),
+            rules: manifest.rules.clone(),
             load_seconds: started.elapsed().as_secs_f64(),
         })
     }

@@ -18,7 +18,7 @@ pub use item::{FieldValue, ItemError, ItemOptions, ValidItem};
 pub use manifest::{Manifest, ManifestError, ModelKind, ModelSpec};
 pub use pool::ComputePool;
 
-use crate::combine::{Combiner, ItemView, Scratch};
+use crate::combine::{Combiner, ItemView, RuleConfig, Scratch, VoteConfig};
 use crate::labels::LabelSpace;
 use crate::runtime::{Inputs, Runtime, Scores};
 
@@ -46,6 +46,9 @@ pub struct Ensemble {
     pub models: Vec<Model>,
     pub labels: LabelSpace,
     pub combiner: Combiner,
+    /// The manifest's `[vote]` table and rules as written, for describing what is served.
+    pub vote: VoteConfig,
+    pub rules: Vec<RuleConfig>,
     /// Wall time it took to load.
     pub load_seconds: f64,
 }
@@ -161,6 +164,7 @@ impl Ensemble {
                             .run(&Inputs::Features { data: &data, width }, &mut out)
                     }
                 };
+                crate::telemetry::model_run(&m.spec.name, started.elapsed());
                 let seconds = started.elapsed().as_secs_f64();
                 result.map(|()| (out, seconds)).map_err(|e| PredictError {
                     model: m.spec.name.clone(),

@@ -1,0 +1,38 @@
+//! Generates the gRPC code for the protos in `proto/` (lastmile's own API and the Open Inference
+//! Protocol) and the descriptor set that server reflection serves. Uses the vendored `protoc`
+//! unless `PROTOC` names one.
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if std::env::var_os("PROTOC").is_none() {
+        let protoc = protoc_bin_vendored::protoc_bin_path()?;
+        std::env::set_var("PROTOC", protoc);
+    }
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    let protos = [
+        "proto/lastmile/v1/lastmile.proto",
+        "proto/inference/grpc_service.proto",
+    ];
+    let mut config = tonic_prost_build::configure();
+    // The ensemble description is served as JSON too (`GET /v1/ensemble`): one source for both.
+    for message in [
+        "EnsembleInfo",
+        "ModelInfo",
+        "VoteInfo",
+        "VoteGroup",
+        "RuleInfo",
+    ] {
+        config = config.type_attribute(
+            format!(".lastmile.v1.{message}"),
+            "#[derive(serde::Serialize)]",
+        );
+    }
+    config
+        .file_descriptor_set_path(out.join("descriptor.bin"))
+        .compile_protos(&protos, &["proto"])?;
+    for p in protos {
+        println!("cargo:rerun-if-changed={p}");
+    }
+    Ok(())
+}

@@ -1,0 +1,109 @@
+//! Metric names and the few functions that record them, so that every name the process exports is
+//! written down once, here. Recording goes through the `metrics` facade: without an installed
+//! recorder (the CLI's `check` and `predict`) every call is a no-op. [`install`] sets up the
+//! Prometheus recorder that `lastmile serve` renders at `/metrics`.
+//!
+//! Names follow `lastmile_<subsystem>_<thing>_<unit>`; label sets are small and fixed (`method`,
+//! `code`, `model`, `name`, `version`).
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Requests handled, by `method` (route or gRPC method) and `code` (the error kind, or `ok`).
+pub const REQUESTS_TOTAL: &str = "lastmile_server_requests_total";
+/// End-to-end latency of a request as the server sees it, by `method`.
+pub const REQUEST_DURATION: &str = "lastmile_server_request_duration_seconds";
+/// Items admitted and not yet answered.
+pub const ITEMS_IN_FLIGHT: &str = "lastmile_server_items_in_flight";
+/// Items scored, whatever the transport.
+pub const ITEMS_TOTAL: &str = "lastmile_server_items_total";
+/// Requests refused by admission control, by `reason` (`overloaded`, `too_many_items`, ...).
+pub const REJECTED_TOTAL: &str = "lastmile_admission_rejected_total";
+/// Time one model took to score one batch, by `model`.
+pub const MODEL_RUN_DURATION: &str = "lastmile_model_run_duration_seconds";
+/// Models of the live ensemble.
+pub const MODELS_LOADED: &str = "lastmile_ensemble_models_loaded";
+/// Always 1, labelled with the live ensemble's `name` and `version`.
+pub const ENSEMBLE_INFO: &str = "lastmile_ensemble_info";
+
+/// Histogram buckets (seconds): 50 µs to 10 s, roughly ×2.5 apart.
+const BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0,
+];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder (once; later calls return the same handle).
+/// None if another recorder was installed first, in which case `/metrics` has nothing to show.
+pub fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)
+                .expect("the buckets are not empty: this is a bug")
+                .build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            describe();
+            Some(handle)
+        })
+        .as_ref()
+}
+
+fn describe() {
+    metrics::describe_counter!(REQUESTS_TOTAL, "Requests handled, by method and code.");
+    metrics::describe_histogram!(
+        REQUEST_DURATION,
+        metrics::Unit::Seconds,
+        "End-to-end request latency, by method."
+    );
+    metrics::describe_gauge!(ITEMS_IN_FLIGHT, "Items admitted and not yet answered.");
+    metrics::describe_counter!(ITEMS_TOTAL, "Items scored.");
+    metrics::describe_counter!(REJECTED_TOTAL, "Requests refused by admission control.");
+    metrics::describe_histogram!(
+        MODEL_RUN_DURATION,
+        metrics::Unit::Seconds,
+        "Time one model took to score one batch, by model."
+    );
+    metrics::describe_gauge!(MODELS_LOADED, "Models of the live ensemble.");
+    metrics::describe_gauge!(
+        ENSEMBLE_INFO,
+        "The live ensemble's name and version (always 1)."
+    );
+}
+
+/// One model scored one batch in `took`. Called by the ensemble for every model run.
+pub fn model_run(model: &str, took: Duration) {
+    metrics::histogram!(MODEL_RUN_DURATION, "model" => model.to_owned()).record(took);
+}
+
+/// One request finished: `code` is `ok` or an error kind.
+pub fn request(method: &str, code: &'static str, took: Duration) {
+    metrics::counter!(REQUESTS_TOTAL, "method" => method.to_owned(), "code" => code).increment(1);
+    metrics::histogram!(REQUEST_DURATION, "method" => method.to_owned()).record(took);
+}
+
+/// Items entered (`delta > 0`) or left (`delta < 0`) the server's hands.
+pub fn items_in_flight(delta: f64) {
+    metrics::gauge!(ITEMS_IN_FLIGHT).increment(delta);
+}
+
+/// Items answered.
+pub fn items_scored(n: u64) {
+    metrics::counter!(ITEMS_TOTAL).increment(n);
+}
+
+/// A request refused by admission control.
+pub fn rejected(reason: &'static str) {
+    metrics::counter!(REJECTED_TOTAL, "reason" => reason).increment(1);
+}
+
+/// The ensemble now live.
+pub fn ensemble_live(name: &str, version: &str, models: usize) {
+    metrics::gauge!(MODELS_LOADED).set(models as f64);
+    metrics::gauge!(ENSEMBLE_INFO, "name" => name.to_owned(), "version" => version.to_owned())
+        .set(1.0);
+}
