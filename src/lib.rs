@@ -7,4 +7,5 @@ pub mod labels;
 pub mod proto;
 pub mod registry;
 pub mod runtime;
+pub mod server;
 pub mod telemetry;

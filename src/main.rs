@@ -9,7 +9,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    cli::init_logging(&args.log);
+    cli::init_logging(&args.log, args.log_format);
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {

@@ -4,6 +4,7 @@
 mod check;
 mod eval;
 mod predict;
+mod serve;
 
 use std::path::PathBuf;
 
@@ -22,6 +23,20 @@ pub struct Cli {
     /// Log filter (tracing syntax, e.g. `info` or `lastmile=debug`); logs go to stderr.
     #[arg(long, env = "LASTMILE_LOG", default_value = "warn", global = true)]
     pub log: String,
+    /// Log line format: `text` for people, `json` (one object per line) for log collectors.
+    #[arg(
+        long,
+        env = "LASTMILE_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -32,6 +47,8 @@ enum Command {
     Predict(predict::PredictArgs),
     /// Measure the ensemble and each model on labelled JSON Lines: accuracy, macro-F1, speed.
     Eval(eval::EvalArgs),
+    /// Serve the ensemble over gRPC, REST JSON and the Open Inference Protocol (KServe V2).
+    Serve(serve::ServeArgs),
 }
 
 /// Where the ensemble comes from and what it runs on; shared by every subcommand that loads one.
@@ -73,17 +90,21 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Check(args) => check::run(args),
         Command::Predict(args) => predict::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Eval(args) => eval::run(args),
     }
 }
 
-pub fn init_logging(filter: &str) {
+pub fn init_logging(filter: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
 }
 
 /// Loads the ensemble and the pool it runs on.
