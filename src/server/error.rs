@@ -181,19 +181,37 @@ impl ApiError {
         )
     }
 
-    /// The gRPC status a tonic decode error should become: our body limit if that is what it is.
+    /// What a stream's decode error becomes: our body limit, or a malformed message.
     pub fn from_decode(status: tonic::Status, body_limit: usize) -> Self {
-        if is_too_large(&status) {
-            Self::body_too_large(body_limit)
-        } else {
+        from_tonic(&status, body_limit).unwrap_or_else(|| {
             Self::bad_request(format!("malformed message: {}", status.message()))
-        }
+        })
     }
 }
 
 /// Whether tonic refused a message for its size.
-pub(crate) fn is_too_large(status: &tonic::Status) -> bool {
+fn is_too_large(status: &tonic::Status) -> bool {
     status.code() == Code::OutOfRange && status.message().contains("message length too large")
+}
+
+/// Whether tonic could not decode a message (it says INTERNAL; it is the client's fault).
+fn is_undecodable(status: &tonic::Status) -> bool {
+    status.code() == Code::Internal && status.message().starts_with("failed to decode Protobuf")
+}
+
+/// Our error for a status tonic produced itself while reading a request, if it is one of ours:
+/// a message over the body limit, or bytes that are not the expected message.
+pub(crate) fn from_tonic(status: &tonic::Status, body_limit: usize) -> Option<ApiError> {
+    if is_too_large(status) {
+        Some(ApiError::body_too_large(body_limit))
+    } else if is_undecodable(status) {
+        Some(ApiError::bad_request(format!(
+            "malformed message: {}",
+            status.message()
+        )))
+    } else {
+        None
+    }
 }
 
 impl From<PredictError> for ApiError {

@@ -89,9 +89,21 @@ fn is_length_limit(e: &axum::Error) -> bool {
     false
 }
 
-/// Parses a JSON body into `T`, or says what is wrong with it.
+/// Parses a JSON body into `T`, or says what is wrong with it and where.
 pub fn parse_json<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || inner.is_syntax() || inner.is_eof() {
+            ApiError::bad_request(format!("malformed JSON: {inner}"))
+        } else {
+            ApiError::bad_request(format!("malformed JSON at `{path}`: {inner}"))
+        }
+    })?;
+    de.end()
+        .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
+    Ok(value)
 }
 
 #[derive(Deserialize)]

@@ -8,8 +8,9 @@
 //! route templates (`POST /v2/models/{model}/infer`) or gRPC method paths; requests that matched
 //! nothing share the label `unmatched`, so that the label set stays small.
 //!
-//! On gRPC it also re-says tonic's own "message too large" refusal (OUT_OF_RANGE) as the server's
-//! body limit error (INVALID_ARGUMENT naming `--max-body-bytes`).
+//! On gRPC it also re-says tonic's own refusals of a request message as the server's errors: "message
+//! too large" (OUT_OF_RANGE) as the body limit (INVALID_ARGUMENT naming `--max-body-bytes`), and
+//! undecodable bytes (INTERNAL) as a bad request (INVALID_ARGUMENT): the client's fault, not ours.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,7 +22,7 @@ use http::{HeaderMap, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use tonic::Code;
 
-use super::error::{is_too_large, ApiError, ErrorKind, ERROR_HEADER};
+use super::error::{from_tonic, ErrorKind, ERROR_HEADER};
 use crate::telemetry;
 
 /// Which server a [`MeteredLayer`] wraps.
@@ -147,11 +148,12 @@ where
         Poll::Ready(match result {
             Ok(mut response) => {
                 if let Transport::Grpc { body_limit } = *this.transport {
-                    if let Some(status) = response.extensions().get::<tonic::Status>() {
-                        if is_too_large(status) {
-                            let ours: tonic::Status = ApiError::body_too_large(body_limit).into();
-                            response = ours.into_http();
-                        }
+                    let ours = response
+                        .extensions()
+                        .get::<tonic::Status>()
+                        .and_then(|status| from_tonic(status, body_limit));
+                    if let Some(ours) = ours {
+                        response = tonic::Status::from(ours).into_http();
                     }
                 }
                 record.code = match this.transport {
