@@ -16,7 +16,6 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(ensemble: Ensemble) -> Self {
-        announce(&ensemble);
         Registry {
             live: ArcSwap::from_pointee(ensemble),
         }
@@ -26,8 +25,10 @@ impl Registry {
     pub fn snapshot(&self) -> Arc<Ensemble> {
         self.live.load_full()
     }
-}
 
-fn announce(ensemble: &Ensemble) {
-    telemetry::ensemble_live(&ensemble.name, &ensemble.version, ensemble.models.len());
+    /// Records which ensemble is live in the metrics (once a recorder is installed).
+    pub fn announce(&self) {
+        let live = self.live.load();
+        telemetry::ensemble_live(&live.name, &live.version, live.models.len());
+    }
 }

@@ -255,14 +255,22 @@ impl<B: Body> Body for MeteredBody<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
+        let mut this = self.project();
+        let frame = ready!(this.inner.as_mut().poll_frame(cx));
         match &frame {
             Some(Ok(frame)) => {
                 if let (Some(trailers), Some(record)) = (frame.trailers_ref(), this.record.as_mut())
                 {
                     if let Some(code) = grpc_code(trailers) {
                         record.code = Some(code);
+                    }
+                }
+                // Recorded before the last frame is handed on, so that a client that has its
+                // answer finds it counted.
+                if this.inner.is_end_stream() {
+                    if let Some(record) = this.record.take() {
+                        let code = record.code.unwrap_or(Code0::Ok);
+                        record.finish(code);
                     }
                 }
             }

@@ -109,6 +109,7 @@ pub async fn start(
     config: ServerConfig,
 ) -> std::io::Result<Handle> {
     let metrics = crate::telemetry::install();
+    registry.announce();
     let http_listener = TcpListener::bind(config.http_addr).await?;
     let grpc_listener = TcpListener::bind(config.grpc_addr).await?;
     let http_addr = http_listener.local_addr()?;
