@@ -3,11 +3,13 @@
 //! promotion gate of a hot swap compares two of these.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::ensemble::{ComputePool, Ensemble, ItemAnswer, ModelScores, PredictError, ValidItem};
+use crate::ensemble::{Ensemble, ItemAnswer, ModelScores, PredictError, ValidItem};
+use crate::scheduler::ComputePool;
 
 /// One labelled item: what the ensemble reads, and the right answer.
 #[derive(Debug, Clone)]
@@ -109,7 +111,7 @@ impl Tally {
 
 /// Scores `data` in batches of `batch` and measures the ensemble and every model.
 pub fn evaluate(
-    ensemble: &Ensemble,
+    ensemble: &Arc<Ensemble>,
     pool: &ComputePool,
     data: &[LabelledItem],
     batch: usize,
@@ -126,15 +128,12 @@ pub fn evaluate(
             item
         }));
         let started = Instant::now();
-        let scores = ensemble.score(pool, &items)?;
-        let answers: Vec<ItemAnswer> = pool.install(|| {
-            use rayon::prelude::*;
-            items
-                .par_iter()
-                .enumerate()
-                .map(|(row, item)| ensemble.combine(row, item, &scores))
-                .collect()
-        });
+        let scores = pool.score(ensemble, items.clone()).wait()?;
+        let answers: Vec<ItemAnswer> = items
+            .iter()
+            .enumerate()
+            .map(|(row, item)| ensemble.combine(row, item, &scores))
+            .collect();
         overall.seconds += started.elapsed().as_secs_f64();
         for (answer, truth) in answers.iter().zip(chunk) {
             overall.add(

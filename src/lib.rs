@@ -7,5 +7,6 @@ pub mod labels;
 pub mod proto;
 pub mod registry;
 pub mod runtime;
+pub mod scheduler;
 pub mod server;
 pub mod telemetry;

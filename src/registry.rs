@@ -15,9 +15,9 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(ensemble: Ensemble) -> Self {
+    pub fn new(ensemble: Arc<Ensemble>) -> Self {
         Registry {
-            live: ArcSwap::from_pointee(ensemble),
+            live: ArcSwap::new(ensemble),
         }
     }
 

@@ -23,6 +23,12 @@ pub const ITEMS_TOTAL: &str = "lastmile_server_items_total";
 pub const REJECTED_TOTAL: &str = "lastmile_admission_rejected_total";
 /// Time one model took to score one batch, by `model`.
 pub const MODEL_RUN_DURATION: &str = "lastmile_model_run_duration_seconds";
+/// Rows in one batch a model ran, by `model`.
+pub const BATCH_ROWS: &str = "lastmile_scheduler_batch_rows";
+/// Time a row waited in its model's queue before its batch started.
+pub const QUEUE_WAIT: &str = "lastmile_scheduler_queue_wait_seconds";
+/// Rows waiting in all models' queues.
+pub const QUEUE_ROWS: &str = "lastmile_scheduler_queue_rows";
 /// Models of the live ensemble.
 pub const MODELS_LOADED: &str = "lastmile_ensemble_models_loaded";
 /// Always 1, labelled with the live ensemble's `name` and `version`.
@@ -34,6 +40,9 @@ const BUCKETS: &[f64] = &[
     2.5, 5.0, 10.0,
 ];
 
+/// Batch-size buckets (rows): powers of two up to 512.
+const ROW_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Installs the process-wide Prometheus recorder (once; later calls return the same handle).
@@ -43,6 +52,9 @@ pub fn install() -> Option<&'static PrometheusHandle> {
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(BATCH_ROWS.into()), ROW_BUCKETS)
+                })
                 .expect("the buckets are not empty: this is a bug")
                 .build_recorder();
             let handle = recorder.handle();
@@ -68,6 +80,13 @@ fn describe() {
         metrics::Unit::Seconds,
         "Time one model took to score one batch, by model."
     );
+    metrics::describe_histogram!(BATCH_ROWS, "Rows in one batch a model ran, by model.");
+    metrics::describe_histogram!(
+        QUEUE_WAIT,
+        metrics::Unit::Seconds,
+        "Time a row waited in its model's queue before its batch started."
+    );
+    metrics::describe_gauge!(QUEUE_ROWS, "Rows waiting in all models' queues.");
     metrics::describe_gauge!(MODELS_LOADED, "Models of the live ensemble.");
     metrics::describe_gauge!(
         ENSEMBLE_INFO,
@@ -75,9 +94,24 @@ fn describe() {
     );
 }
 
-/// One model scored one batch in `took`. Called by the ensemble for every model run.
+/// One model scored one batch in `took`. Called by the scheduler for every model run.
 pub fn model_run(model: &str, took: Duration) {
     metrics::histogram!(MODEL_RUN_DURATION, "model" => model.to_owned()).record(took);
+}
+
+/// One model ran a batch of `rows` rows.
+pub fn batch_size(model: &str, rows: usize) {
+    metrics::histogram!(BATCH_ROWS, "model" => model.to_owned()).record(rows as f64);
+}
+
+/// A row waited `took` in its model's queue.
+pub fn queue_wait(took: Duration) {
+    metrics::histogram!(QUEUE_WAIT).record(took);
+}
+
+/// Rows now waiting in all queues.
+pub fn queue_depth(rows: usize) {
+    metrics::gauge!(QUEUE_ROWS).set(rows as f64);
 }
 
 /// One request finished: `code` is `ok` or an error kind.

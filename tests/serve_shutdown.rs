@@ -8,9 +8,10 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lastmile::ensemble::{ComputePool, Ensemble};
+use lastmile::ensemble::Ensemble;
 use lastmile::proto::lastmile::v1 as pb;
 use lastmile::registry::Registry;
+use lastmile::scheduler::ComputePool;
 use lastmile::server::{self, Drained, Hold, ServerConfig};
 use serde_json::{json, Value};
 
@@ -20,7 +21,7 @@ fn manifest() -> std::path::PathBuf {
 
 async fn start(config: ServerConfig) -> server::Handle {
     let pool = Arc::new(ComputePool::new(2).unwrap());
-    let ensemble = Ensemble::load(&manifest(), &pool).unwrap();
+    let ensemble = Arc::new(Ensemble::load(&manifest(), 2).unwrap());
     server::start(Arc::new(Registry::new(ensemble)), pool, config)
         .await
         .unwrap()

@@ -9,7 +9,10 @@ mod serve;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use lastmile::ensemble::{ComputePool, Ensemble, ManifestError};
+use std::sync::Arc;
+
+use lastmile::ensemble::{Ensemble, ManifestError};
+use lastmile::scheduler::ComputePool;
 
 #[derive(Parser)]
 #[command(
@@ -107,11 +110,11 @@ pub fn init_logging(filter: &str, format: LogFormat) {
     }
 }
 
-/// Loads the ensemble and the pool it runs on.
-pub fn load(args: &EnsembleArgs) -> Result<(Ensemble, ComputePool), Failure> {
+/// Loads the ensemble and starts the compute pool it runs on.
+pub fn load(args: &EnsembleArgs) -> Result<(Arc<Ensemble>, ComputePool), Failure> {
+    let ensemble = Ensemble::load(&args.manifest, args.threads)?;
     let pool = ComputePool::new(args.threads)?;
-    let ensemble = Ensemble::load(&args.manifest, &pool)?;
-    Ok((ensemble, pool))
+    Ok((Arc::new(ensemble), pool))
 }
 
 /// `12.3 MB`, for summaries.

@@ -7,7 +7,10 @@ use std::io::{BufRead, Write};
 use std::sync::mpsc;
 
 use clap::Args;
-use lastmile::ensemble::{ComputePool, Ensemble, ItemOptions, ValidItem};
+use std::sync::Arc;
+
+use lastmile::ensemble::{Ensemble, ItemOptions, ValidItem};
+use lastmile::scheduler::ComputePool;
 use serde_json::{json, Map, Value};
 
 use super::{load, EnsembleArgs, Failure};
@@ -68,7 +71,7 @@ pub fn run(args: PredictArgs) -> Result<(), Failure> {
 /// One output object per line (blank lines are skipped); `first` is the 0-based number of the
 /// first line, for error messages.
 fn score_lines(
-    ensemble: &Ensemble,
+    ensemble: &Arc<Ensemble>,
     pool: &ComputePool,
     lines: &[String],
     first: usize,
@@ -91,7 +94,7 @@ fn score_lines(
     let answers = if items.is_empty() {
         Ok(Vec::new())
     } else {
-        ensemble.predict(pool, &items)
+        pool.predict(ensemble, items).wait()
     };
     slots
         .into_iter()

@@ -1,5 +1,5 @@
-//! Turning a checked manifest into a servable [`Ensemble`]: loading every model (side by side on the
-//! compute pool), hashing its file, mapping its labels onto the label space, and resolving the vote.
+//! Turning a checked manifest into a servable [`Ensemble`]: loading every model (side by side on
+//! `threads` loader threads), hashing its file, mapping its labels onto the label space, and resolving the vote.
 //! A failure anywhere is one [`ManifestError`] naming the model and field; nothing is half-loaded.
 
 use std::io::Read;
@@ -7,13 +7,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use super::manifest::{
     read_label_file, LabelSource, Manifest, ManifestError, ModelKind, ModelSpec,
 };
-use super::pool::ComputePool;
 use super::{Ensemble, Model};
 use crate::combine::{Combiner, ModelView};
 use crate::labels::LabelSpace;
@@ -23,22 +21,16 @@ use crate::runtime::{LoadError, Runtime};
 
 impl Ensemble {
     /// Parses the manifest at `path` and loads every model it names.
-    pub fn load(path: &Path, pool: &ComputePool) -> Result<Ensemble, ManifestError> {
+    /// Parses the manifest at `path` and loads every model it names, `threads` at a time (0: one
+    /// per core).
+    pub fn load(path: &Path, threads: usize) -> Result<Ensemble, ManifestError> {
         let manifest = Manifest::load(path)?;
-        Self::from_manifest(manifest, pool)
+        Self::from_manifest(manifest, threads)
     }
 
-    pub fn from_manifest(
-        manifest: Manifest,
-        pool: &ComputePool,
-    ) -> Result<Ensemble, ManifestError> {
+    pub fn from_manifest(manifest: Manifest, threads: usize) -> Result<Ensemble, ManifestError> {
         let started = Instant::now();
-        let loaded: Vec<Result<Opened, ManifestError>> = pool.install(|| {
-            (0..manifest.models.len())
-                .into_par_iter()
-                .map(|i| load_model(&manifest, i))
-                .collect()
-        });
+        let loaded = parallel_map(threads, manifest.models.len(), |i| load_model(&manifest, i));
         let loaded = loaded.into_iter().collect::<Result<Vec<_>, _>>()?;
 
         let fields = request_fields(&manifest)?;
@@ -55,6 +47,7 @@ impl Ensemble {
             .collect();
         let labels = label_space(&manifest, &model_labels)?;
 
+        let mut views: Vec<Vec<usize>> = Vec::new();
         let mut models = Vec::with_capacity(loaded.len());
         for (
             i,
@@ -81,7 +74,14 @@ impl Ensemble {
                         .position(|g| g == f)
                         .expect("fields hold every model field: this is a bug")
                 })
-                .collect();
+                .collect::<Vec<usize>>();
+            let view = match views.iter().position(|v| *v == field_ids) {
+                Some(v) => v,
+                None => {
+                    views.push(field_ids.clone());
+                    views.len() - 1
+                }
+            };
             models.push(Model {
                 spec,
                 bytes,
@@ -89,10 +89,11 @@ impl Ensemble {
                 runtime,
                 label_ids,
                 field_ids,
+                view,
             });
         }
 
-        let views: Vec<ModelView<'_>> = models
+        let model_views: Vec<ModelView<'_>> = models
             .iter()
             .map(|m| ModelView {
                 name: &m.spec.name,
@@ -102,18 +103,24 @@ impl Ensemble {
                 label_ids: &m.label_ids,
             })
             .collect();
-        let combiner = Combiner::new(&manifest.vote, &manifest.rules, &views, &labels, &fields)
-            .map_err(|e| {
-                let place = e.place();
-                ManifestError {
-                    file: manifest.path.clone(),
-                    line: manifest.line_of_place(place),
-                    model: None,
-                    field: None,
-                    reason: e.to_string(),
-                }
-            })?;
-        drop(views);
+        let combiner = Combiner::new(
+            &manifest.vote,
+            &manifest.rules,
+            &model_views,
+            &labels,
+            &fields,
+        )
+        .map_err(|e| {
+            let place = e.place();
+            ManifestError {
+                file: manifest.path.clone(),
+                line: manifest.line_of_place(place),
+                model: None,
+                field: None,
+                reason: e.to_string(),
+            }
+        })?;
+        drop(model_views);
 
         Ok(Ensemble {
             name: manifest.name.clone(),
@@ -121,6 +128,7 @@ impl Ensemble {
             manifest: manifest.path.clone(),
             fields,
             models,
+            views,
             labels,
             combiner,
             vote: manifest.vote.clone(),
@@ -128,6 +136,38 @@ impl Ensemble {
             load_seconds: started.elapsed().as_secs_f64(),
         })
     }
+}
+
+/// `f(0..count)` on up to `threads` scoped threads (0: one per core), results in index order.
+fn parallel_map<T: Send>(threads: usize, count: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let threads = match threads {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        n => n,
+    }
+    .min(count.max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut done: Vec<(usize, T)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= count {
+                            return mine;
+                        }
+                        mine.push((i, f(i)));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("a loader thread panicked: this is a bug"))
+            .collect()
+    });
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, t)| t).collect()
 }
 
 /// A model file, loaded and hashed.

@@ -35,6 +35,11 @@
 //!                                  # labels_metadata = "<key>" (custom metadata), or
 //!                                  # labels_zipmap = true (sklearn-onnx ZipMap keys)
 //! intra_threads = 1                # onnxruntime threads per run (default 1)
+//!
+//! [[model]]                        # any model, or [defaults]:
+//! max_batch = 32                   # most rows in one run (default 32; 1 turns batching off)
+//! max_delay_ms = 0                 # longest a row waits for others while a thread is free
+//!                                  # (default 0: never wait; batches form under load)
 //! ```
 //!
 //! `weight`, `temperature` and `group`, the `[vote]` table and the `[[rule]]` list belong to the
@@ -50,6 +55,7 @@ use toml::Spanned;
 
 use crate::combine::{RuleConfig, VoteConfig};
 use crate::runtime::onnx::{Feed, OnnxLabels, ScoreKind};
+use crate::scheduler::BatchConfig;
 
 /// A manifest that cannot be served: where, and why.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -133,6 +139,7 @@ pub struct ModelSpec {
     pub weight: f32,
     pub temperature: f32,
     pub group: Option<String>,
+    pub batch: BatchConfig,
 }
 
 /// A parsed and checked manifest. Models are not loaded yet.
@@ -195,6 +202,8 @@ struct RawModel {
     weight: Option<f32>,
     temperature: Option<f32>,
     group: Option<String>,
+    max_batch: Option<usize>,
+    max_delay_ms: Option<f64>,
 }
 
 /// Keys `[defaults]` may not set: they identify one model.
@@ -516,6 +525,26 @@ impl Parser<'_> {
             ));
         }
 
+        let batch_defaults = BatchConfig::default();
+        let max_batch = raw.max_batch.unwrap_or(batch_defaults.max_batch);
+        if max_batch == 0 {
+            return Err(fail(
+                Some("max_batch"),
+                "must be at least 1 (1 turns batching off)".into(),
+            ));
+        }
+        let max_delay_ms = raw.max_delay_ms.unwrap_or(0.0);
+        if !(max_delay_ms.is_finite() && (0.0..=10_000.0).contains(&max_delay_ms)) {
+            return Err(fail(
+                Some("max_delay_ms"),
+                format!("must be between 0 and 10000, got {max_delay_ms}"),
+            ));
+        }
+        let batch = BatchConfig {
+            max_batch,
+            max_delay: std::time::Duration::from_secs_f64(max_delay_ms / 1000.0),
+        };
+
         let label_keys = [
             ("labels_file", raw.labels_file.is_some()),
             ("labels_metadata", raw.labels_metadata.is_some()),
@@ -611,6 +640,7 @@ impl Parser<'_> {
             weight,
             temperature,
             group: raw.group,
+            batch,
         })
     }
 }

@@ -1,26 +1,23 @@
 //! An ensemble: the models of one manifest, loaded, with their labels mapped onto one label space
-//! and the vote resolved. [`Ensemble::predict`] fans a batch of items out to every model on the
-//! compute pool, waits for all of them, and combines each item's scores into one answer.
+//! and the vote resolved. It is run by the compute pool ([`crate::scheduler::ComputePool`]), which
+//! batches every model's rows and hands each item's scores back to [`Ensemble::combine`].
 
 mod item;
 mod load;
 pub mod manifest;
-mod pool;
 
 use std::cell::RefCell;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rayon::prelude::*;
 use serde::Serialize;
 
 pub use item::{FieldValue, ItemError, ItemOptions, ValidItem};
 pub use manifest::{Manifest, ManifestError, ModelKind, ModelSpec};
-pub use pool::ComputePool;
 
 use crate::combine::{Combiner, ItemView, RuleConfig, Scratch, VoteConfig};
 use crate::labels::LabelSpace;
-use crate::runtime::{Inputs, Runtime, Scores};
+use crate::runtime::{Runtime, Scores};
 
 /// One loaded model of an ensemble.
 pub struct Model {
@@ -34,6 +31,8 @@ pub struct Model {
     pub label_ids: Vec<u32>,
     /// The request fields it reads, as indices into [`Ensemble::fields`].
     pub field_ids: Vec<usize>,
+    /// Its index in [`Ensemble::views`].
+    pub view: usize,
 }
 
 /// A servable ensemble. Immutable once loaded: share it behind an `Arc`.
@@ -44,6 +43,9 @@ pub struct Ensemble {
     /// The request fields, in the order [`ValidItem::fields`] holds them.
     pub fields: Vec<String>,
     pub models: Vec<Model>,
+    /// The distinct field lists models read (as [`Model::field_ids`]): each item's text for a
+    /// view is joined once, whatever the number of models reading it.
+    pub views: Vec<Vec<usize>>,
     pub labels: LabelSpace,
     pub combiner: Combiner,
     /// The manifest's `[vote]` table and rules as written, for describing what is served.
@@ -94,7 +96,8 @@ pub struct PredictError {
     pub reason: String,
 }
 
-/// Every model's scores for one batch, and how long each model took (its own run, on one thread).
+/// Every model's scores for a set of items, and how long each model took (its share of the runs
+/// it took part in, each on one thread).
 pub struct ModelScores {
     /// Indexed like [`Ensemble::models`]; `[items, model labels]` each.
     pub scores: Vec<Scores>,
@@ -107,75 +110,6 @@ thread_local! {
 }
 
 impl Ensemble {
-    /// Scores `items` with every model (side by side on `pool`) and combines each item's scores.
-    pub fn predict(
-        &self,
-        pool: &ComputePool,
-        items: &[ValidItem],
-    ) -> Result<Vec<ItemAnswer>, PredictError> {
-        pool.install(|| {
-            let scores = self.run_models(items)?;
-            Ok(items
-                .par_iter()
-                .enumerate()
-                .map(|(i, item)| self.combine(i, item, &scores))
-                .collect())
-        })
-    }
-
-    /// Every model's scores for `items` (side by side on `pool`), not combined: for evaluating
-    /// the models one by one.
-    pub fn score(
-        &self,
-        pool: &ComputePool,
-        items: &[ValidItem],
-    ) -> Result<ModelScores, PredictError> {
-        pool.install(|| self.run_models(items))
-    }
-
-    /// Every model's scores for the whole batch. Runs inside the pool.
-    fn run_models(&self, items: &[ValidItem]) -> Result<ModelScores, PredictError> {
-        // Models reading the same fields share one joined text per item.
-        let mut views: Vec<(&[usize], Vec<String>)> = Vec::new();
-        for m in &self.models {
-            if !views.iter().any(|(f, _)| *f == m.field_ids.as_slice()) {
-                let texts = items.iter().map(|it| join_text(it, &m.field_ids)).collect();
-                views.push((&m.field_ids, texts));
-            }
-        }
-        let runs: Vec<(Scores, f64)> = self
-            .models
-            .par_iter()
-            .map(|m| {
-                let mut out = Scores::default();
-                let started = std::time::Instant::now();
-                let result = match m.runtime.input_kind() {
-                    crate::runtime::InputKind::Text => {
-                        let (_, texts) = views
-                            .iter()
-                            .find(|(f, _)| *f == m.field_ids.as_slice())
-                            .expect("every model has a view: this is a bug");
-                        let rows: Vec<&str> = texts.iter().map(String::as_str).collect();
-                        m.runtime.run(&Inputs::Text(&rows), &mut out)
-                    }
-                    crate::runtime::InputKind::Features { width } => {
-                        let data = features(items, m.field_ids[0], width);
-                        m.runtime
-                            .run(&Inputs::Features { data: &data, width }, &mut out)
-                    }
-                };
-                crate::telemetry::model_run(&m.spec.name, started.elapsed());
-                let seconds = started.elapsed().as_secs_f64();
-                result.map(|()| (out, seconds)).map_err(|e| PredictError {
-                    model: m.spec.name.clone(),
-                    reason: e.to_string(),
-                })
-            })
-            .collect::<Result<_, _>>()?;
-        let (scores, seconds) = runs.into_iter().unzip();
-        Ok(ModelScores { scores, seconds })
-    }
-
     /// Combines row `row` of a batch's model scores into the answer for `item`.
     pub fn combine(&self, row: usize, item: &ValidItem, scores: &ModelScores) -> ItemAnswer {
         let per_model: Vec<&[f32]> = scores.scores.iter().map(|s| s.row(row)).collect();
@@ -224,31 +158,4 @@ impl Ensemble {
     pub fn bytes(&self) -> u64 {
         self.models.iter().map(|m| m.bytes).sum()
     }
-}
-
-/// The item's text for a model: its fields joined with a space, in the model's declared order
-/// (absent fields are skipped).
-fn join_text(item: &ValidItem, field_ids: &[usize]) -> String {
-    let mut text = String::new();
-    for &f in field_ids {
-        if let Some(FieldValue::Text(t)) = &item.fields[f] {
-            if !text.is_empty() {
-                text.push(' ');
-            }
-            text.push_str(t);
-        }
-    }
-    text
-}
-
-/// Row-major `[items, width]` floats from one numeric field (validated to be `width` long).
-fn features(items: &[ValidItem], field: usize, width: usize) -> Vec<f32> {
-    let mut data = Vec::with_capacity(items.len() * width);
-    for item in items {
-        match &item.fields[field] {
-            Some(FieldValue::Numbers(v)) if v.len() == width => data.extend_from_slice(v),
-            _ => data.extend(std::iter::repeat_n(0.0, width)),
-        }
-    }
-    data
 }

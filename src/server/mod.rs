@@ -29,10 +29,10 @@ pub use admission::{Hold, Limits};
 pub use error::{ApiError, ErrorKind};
 pub use state::AppState;
 
-use crate::ensemble::ComputePool;
 use crate::proto::inference::grpc_inference_service_server::GrpcInferenceServiceServer;
 use crate::proto::lastmile::v1::lastmile_server::LastmileServer;
 use crate::registry::Registry;
+use crate::scheduler::ComputePool;
 use metered::{MeteredLayer, Transport};
 
 /// How to serve.

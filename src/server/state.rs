@@ -6,12 +6,11 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::oneshot;
-
 use super::admission::{Admission, Hold, Limits};
 use super::error::{ApiError, ErrorKind};
-use crate::ensemble::{ComputePool, Ensemble, ItemAnswer, ItemError, PredictError, ValidItem};
+use crate::ensemble::{Ensemble, ItemAnswer, ItemError, ValidItem};
 use crate::registry::Registry;
+use crate::scheduler::ComputePool;
 use crate::telemetry;
 
 /// Shared by every handler of both servers.
@@ -98,28 +97,14 @@ impl AppState {
             hold.pass().await;
         }
         let Checked { ensemble, items } = checked;
-        let (answer_tx, answer_rx) = oneshot::channel();
-        let pool = Arc::clone(&self.pool);
-        self.pool.spawn(move || {
-            let answers = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                ensemble.predict(&pool, &items)
-            }))
-            .unwrap_or_else(|_| {
-                Err(PredictError {
-                    model: "(ensemble)".into(),
-                    reason: "scoring panicked: this is a bug".into(),
-                })
-            });
-            if answers.is_ok() {
-                telemetry::items_scored(items.len() as u64);
-            }
-            // The places are given back once the work is done, even if nobody waits any more.
-            drop(admitted);
-            let _ = answer_tx.send(answers);
-        });
-        let answers = answer_rx
-            .await
-            .map_err(|_| ApiError::internal("the compute pool dropped a request: this is a bug"))?;
+        let count = items.len() as u64;
+        // The compute pool batches these rows with every other request's; dropping the ticket
+        // (the client went away) cancels what has not run yet.
+        let answers = self.pool.predict(&ensemble, items).await;
+        if answers.is_ok() {
+            telemetry::items_scored(count);
+        }
+        drop(admitted);
         Ok(answers?)
     }
 }

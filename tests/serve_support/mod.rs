@@ -1,14 +1,15 @@
 //! Shared by the `serve_*` integration tests: boots the real server in-process on free ports with
 //! the starter ensemble, and gives plain clients for it (reqwest for HTTP, tonic for gRPC) plus a
-//! transport-neutral view of an answer to compare them with `Ensemble::predict`.
+//! transport-neutral view of an answer to compare them with the compute pool's own answers.
 #![allow(dead_code)]
 
 use std::path::Path;
 use std::sync::Arc;
 
-use lastmile::ensemble::{ComputePool, Ensemble, ItemAnswer, ItemOptions, ValidItem};
+use lastmile::ensemble::{Ensemble, ItemAnswer, ItemOptions, ValidItem};
 use lastmile::proto::lastmile::v1 as pb;
 use lastmile::registry::Registry;
+use lastmile::scheduler::ComputePool;
 use lastmile::server::{self, Handle, Hold, Limits, ServerConfig};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -38,7 +39,8 @@ impl TestServer {
 
     async fn start_with(limits: Limits, hold: Option<Arc<Hold>>) -> TestServer {
         let pool = Arc::new(ComputePool::new(2).expect("a compute pool"));
-        let ensemble = Ensemble::load(&manifest(), &pool).expect("the starter ensemble loads");
+        let ensemble =
+            Arc::new(Ensemble::load(&manifest(), 2).expect("the starter ensemble loads"));
         let config = ServerConfig {
             http_addr: "127.0.0.1:0".parse().unwrap(),
             grpc_addr: "127.0.0.1:0".parse().unwrap(),
@@ -63,16 +65,12 @@ impl TestServer {
 
     /// The ensemble being served, and the answers it gives in-process.
     pub async fn expected(&self, items: Vec<ValidItem>) -> Vec<ItemAnswer> {
-        let state = Arc::clone(&self.handle().state);
-        tokio::task::spawn_blocking(move || {
-            state
-                .registry
-                .snapshot()
-                .predict(&state.pool, &items)
-                .expect("the ensemble predicts")
-        })
-        .await
-        .unwrap()
+        let state = &self.handle().state;
+        state
+            .pool
+            .predict(&state.registry.snapshot(), items)
+            .await
+            .expect("the ensemble predicts")
     }
 
     /// Items as `Ensemble::item_from_json` checks them.
@@ -139,7 +137,7 @@ impl Drop for TestServer {
     }
 }
 
-/// An answer as any transport gives it, for comparing transports with `Ensemble::predict`.
+/// An answer as any transport gives it, for comparing transports with the compute pool's own answers.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Answer {
     pub predictions: Vec<Scored>,

@@ -1,0 +1,222 @@
+//! One request on its way through the models: its items, the text each model reads, the scores
+//! coming back from batches, and the reply sent when the last model's rows are in.
+
+use std::future::Future;
+use std::ops::Range;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use tokio::sync::oneshot;
+
+use super::state::Request;
+use crate::ensemble::{Ensemble, FieldValue, ItemAnswer, ModelScores, PredictError, ValidItem};
+use crate::runtime::Scores;
+
+/// What the caller wants back.
+pub(crate) enum Reply {
+    /// Combined answers, one per item.
+    Answers(oneshot::Sender<Result<Vec<ItemAnswer>, PredictError>>),
+    /// Every model's own scores (for evaluating models one by one).
+    Scores(oneshot::Sender<Result<ModelScores, PredictError>>),
+}
+
+pub(crate) struct Job {
+    pub ensemble: Arc<Ensemble>,
+    pub items: Vec<ValidItem>,
+    /// Per [`Ensemble::views`]: each item's text for the models reading that view.
+    texts: Vec<Vec<String>>,
+    /// Per model: `[items, model labels]`, filled as batches come back.
+    scores: Vec<Mutex<Scores>>,
+    /// Per model: its share of the run time of the batches it took part in.
+    nanos: Vec<AtomicU64>,
+    /// Rows not yet back, over all models.
+    remaining: AtomicUsize,
+    reply: Mutex<Option<Reply>>,
+    /// Nobody wants the answer any more (caller gone, or a model failed): rows still queued
+    /// are dropped.
+    cancelled: AtomicBool,
+}
+
+/// A job's rows for one of its models, as the queues hold them.
+#[derive(Clone)]
+pub(crate) struct Part {
+    pub job: Arc<Job>,
+    pub model: usize,
+}
+
+impl Request for Part {
+    fn cancelled(&self) -> bool {
+        self.job.cancelled.load(Ordering::Relaxed)
+    }
+}
+
+impl Job {
+    pub fn new(ensemble: Arc<Ensemble>, items: Vec<ValidItem>, reply: Reply) -> Arc<Job> {
+        let texts = ensemble
+            .views
+            .iter()
+            .map(|fields| items.iter().map(|it| join_text(it, fields)).collect())
+            .collect();
+        let n = items.len();
+        let scores = ensemble
+            .models
+            .iter()
+            .map(|m| {
+                let mut s = Scores::default();
+                s.reset(n, m.label_ids.len());
+                Mutex::new(s)
+            })
+            .collect();
+        let models = ensemble.models.len();
+        Arc::new(Job {
+            texts,
+            scores,
+            nanos: (0..models).map(|_| AtomicU64::new(0)).collect(),
+            remaining: AtomicUsize::new(n * models),
+            reply: Mutex::new(Some(reply)),
+            cancelled: AtomicBool::new(false),
+            ensemble,
+            items,
+        })
+    }
+
+    /// Row `row`'s text for model `model`.
+    pub fn text(&self, model: usize, row: usize) -> &str {
+        &self.texts[self.ensemble.models[model].view][row]
+    }
+
+    /// Appends rows `rows` of numeric field `field` to `data` (zeros where absent: validation
+    /// already refused a missing or misshapen field).
+    pub fn features(&self, field: usize, width: usize, rows: Range<usize>, data: &mut Vec<f32>) {
+        for item in &self.items[rows] {
+            match &item.fields[field] {
+                Some(FieldValue::Numbers(v)) if v.len() == width => data.extend_from_slice(v),
+                _ => data.extend(std::iter::repeat_n(0.0, width)),
+            }
+        }
+    }
+
+    /// Stores model `model`'s scores for rows `rows` (`scores` holds exactly those rows) and its
+    /// share of the batch's run time; the thread that brings the last rows replies.
+    pub fn deliver(&self, model: usize, rows: Range<usize>, scores: &[f32], nanos: u64) {
+        {
+            let mut own = self.scores[model].lock().expect("scores lock");
+            let cols = own.cols;
+            own.data[rows.start * cols..rows.end * cols].copy_from_slice(scores);
+        }
+        self.nanos[model].fetch_add(nanos, Ordering::Relaxed);
+        if self.remaining.fetch_sub(rows.len(), Ordering::AcqRel) == rows.len() {
+            self.finish();
+        }
+    }
+
+    /// A model failed: the request fails now, and its other rows are dropped.
+    pub fn fail(&self, error: PredictError) {
+        self.cancelled.store(true, Ordering::Relaxed);
+        match self.reply.lock().expect("reply lock").take() {
+            Some(Reply::Answers(tx)) => {
+                let _ = tx.send(Err(error));
+            }
+            Some(Reply::Scores(tx)) => {
+                let _ = tx.send(Err(error));
+            }
+            None => {}
+        }
+    }
+
+    /// A request with no rows (or an ensemble without models) is answered at once.
+    pub fn deliver_nothing(&self) {
+        self.finish();
+    }
+
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
+
+    fn finish(&self) {
+        let Some(reply) = self.reply.lock().expect("reply lock").take() else {
+            return; // already failed
+        };
+        let scores = ModelScores {
+            scores: self
+                .scores
+                .iter()
+                .map(|s| std::mem::take(&mut *s.lock().expect("scores lock")))
+                .collect(),
+            seconds: self
+                .nanos
+                .iter()
+                .map(|n| n.load(Ordering::Relaxed) as f64 / 1e9)
+                .collect(),
+        };
+        match reply {
+            Reply::Answers(tx) => {
+                let answers = self
+                    .items
+                    .iter()
+                    .enumerate()
+                    .map(|(row, item)| self.ensemble.combine(row, item, &scores))
+                    .collect();
+                let _ = tx.send(Ok(answers));
+            }
+            Reply::Scores(tx) => {
+                let _ = tx.send(Ok(scores));
+            }
+        }
+    }
+}
+
+/// The item's text for a view: its fields joined with a space, in the view's order (absent fields
+/// are skipped).
+fn join_text(item: &ValidItem, field_ids: &[usize]) -> String {
+    let mut text = String::new();
+    for &f in field_ids {
+        if let Some(FieldValue::Text(t)) = &item.fields[f] {
+            if !text.is_empty() {
+                text.push(' ');
+            }
+            text.push_str(t);
+        }
+    }
+    text
+}
+
+/// The caller's end of a submitted request: await it (or [`Ticket::wait`] outside async code).
+/// Dropping it cancels the request: rows still queued are not run.
+pub struct Ticket<T> {
+    pub(crate) rx: oneshot::Receiver<Result<T, PredictError>>,
+    pub(crate) job: Arc<Job>,
+}
+
+impl<T> Ticket<T> {
+    /// Blocks until the answer is there. Not for async code, nor for compute threads.
+    pub fn wait(mut self) -> Result<T, PredictError> {
+        let rx = std::mem::replace(&mut self.rx, oneshot::channel().1);
+        rx.blocking_recv().unwrap_or_else(|_| Err(dropped()))
+    }
+}
+
+impl<T> Future for Ticket<T> {
+    type Output = Result<T, PredictError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or_else(|_| Err(dropped())))
+    }
+}
+
+impl<T> Drop for Ticket<T> {
+    fn drop(&mut self) {
+        self.job.cancel();
+    }
+}
+
+fn dropped() -> PredictError {
+    PredictError {
+        model: "(scheduler)".into(),
+        reason: "the request was dropped before it was answered: this is a bug".into(),
+    }
+}

@@ -1,0 +1,278 @@
+//! Per-model dynamic batching on a fixed pool of compute threads: the one way models run.
+//!
+//! A request is split into one part per model; each part waits in that model's lane (see
+//! [`state`] for the rules a free thread follows to pick the next batch). Rows from any number of
+//! concurrent requests run together as one batch; a request is answered by the thread that brings
+//! back its last rows. Models never run on async worker threads: a 7,000-way scoring blocks for
+//! milliseconds, which would stall a reactor.
+//!
+//! One pool serves every ensemble the process holds (live, candidate, shadow): lanes belong to
+//! loaded models, so a model shared by two ensembles batches their rows together.
+
+mod job;
+pub mod state;
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+
+pub use job::Ticket;
+pub use state::BatchConfig;
+
+use job::{Job, Part, Reply};
+use state::{Batch, Queues};
+
+use crate::ensemble::{Ensemble, ItemAnswer, ModelScores, PredictError, ValidItem};
+use crate::runtime::{InputKind, Inputs, Runtime, Scores};
+use crate::telemetry;
+
+/// The compute threads and the queues they serve.
+pub struct ComputePool {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Signalled when rows are queued or the pool shuts down.
+    work: Condvar,
+}
+
+struct State {
+    queues: Queues<Part>,
+    /// The lane of each loaded model, by the model's address; the weak reference tells when the
+    /// model is gone so its lane can be reused.
+    lanes: HashMap<usize, (usize, Weak<dyn Runtime>)>,
+    shutdown: bool,
+}
+
+impl ComputePool {
+    /// Starts `threads` compute threads (0: one per core).
+    pub fn new(threads: usize) -> std::io::Result<Self> {
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(1, NonZeroUsize::get)
+        } else {
+            threads
+        };
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                queues: Queues::default(),
+                lanes: HashMap::new(),
+                shutdown: false,
+            }),
+            work: Condvar::new(),
+        });
+        let threads = (0..threads)
+            .map(|i| {
+                let shared = Arc::clone(&shared);
+                std::thread::Builder::new()
+                    .name(format!("lastmile-compute-{i}"))
+                    .spawn(move || compute_task(&shared))
+            })
+            .collect::<std::io::Result<_>>()?;
+        Ok(ComputePool { shared, threads })
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// Queues `items` on every model of `ensemble`; the ticket resolves to one answer per item.
+    pub fn predict(
+        &self,
+        ensemble: &Arc<Ensemble>,
+        items: Vec<ValidItem>,
+    ) -> Ticket<Vec<ItemAnswer>> {
+        let (tx, rx) = oneshot::channel();
+        let job = self.submit(ensemble, items, Reply::Answers(tx));
+        Ticket { rx, job }
+    }
+
+    /// As [`ComputePool::predict`], but answers every model's own scores, uncombined.
+    pub fn score(&self, ensemble: &Arc<Ensemble>, items: Vec<ValidItem>) -> Ticket<ModelScores> {
+        let (tx, rx) = oneshot::channel();
+        let job = self.submit(ensemble, items, Reply::Scores(tx));
+        Ticket { rx, job }
+    }
+
+    /// Rows waiting in every lane.
+    pub fn queue_depth(&self) -> usize {
+        self.lock().queues.depth()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.shared.state.lock().expect("scheduler lock")
+    }
+
+    fn submit(&self, ensemble: &Arc<Ensemble>, items: Vec<ValidItem>, reply: Reply) -> Arc<Job> {
+        let rows = items.len();
+        let job = Job::new(Arc::clone(ensemble), items, reply);
+        if rows == 0 || ensemble.models.is_empty() {
+            job.deliver_nothing();
+            return job;
+        }
+        let now = Instant::now();
+        let mut state = self.lock();
+        for (m, model) in ensemble.models.iter().enumerate() {
+            let lane = state.lane(&model.runtime, model.spec.batch);
+            let part = Part {
+                job: Arc::clone(&job),
+                model: m,
+            };
+            state.queues.push(lane, part, 0..rows, now);
+        }
+        telemetry::queue_depth(state.queues.depth());
+        drop(state);
+        self.shared.work.notify_all();
+        job
+    }
+}
+
+impl State {
+    /// The lane of `runtime`, made on first use (or taken over from a model that is gone).
+    fn lane(&mut self, runtime: &Arc<dyn Runtime>, config: BatchConfig) -> usize {
+        let key = Arc::as_ptr(runtime) as *const () as usize;
+        if let Some((lane, weak)) = self.lanes.get(&key) {
+            if weak.strong_count() > 0 {
+                let lane = *lane;
+                self.queues.configure(lane, config);
+                return lane;
+            }
+        }
+        // Lanes of models that are gone and have nothing queued are reused; a hot swap does not
+        // grow the lanes for ever.
+        let free = self
+            .lanes
+            .iter()
+            .find(|(_, (lane, weak))| {
+                weak.strong_count() == 0 && self.queues.lane_depth(*lane) == 0
+            })
+            .map(|(&k, &(lane, _))| (k, lane));
+        let lane = match free {
+            Some((old_key, lane)) => {
+                self.lanes.remove(&old_key);
+                self.queues.configure(lane, config);
+                lane
+            }
+            None => self.queues.add_lane(config),
+        };
+        self.lanes.insert(key, (lane, Arc::downgrade(runtime)));
+        lane
+    }
+}
+
+impl Drop for ComputePool {
+    fn drop(&mut self) {
+        self.lock().shutdown = true;
+        self.shared.work.notify_all();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A compute thread: take the next batch, run it, hand the rows back; until shutdown.
+fn compute_task(shared: &Shared) {
+    loop {
+        let batch = {
+            let mut state = shared.state.lock().expect("scheduler lock");
+            loop {
+                if state.shutdown {
+                    return;
+                }
+                let now = Instant::now();
+                if let Some(batch) = state.queues.next_batch(now) {
+                    telemetry::queue_depth(state.queues.depth());
+                    break batch;
+                }
+                state = match state.queues.next_deadline() {
+                    Some(due) => {
+                        shared
+                            .work
+                            .wait_timeout(state, due.saturating_duration_since(now))
+                            .expect("scheduler lock")
+                            .0
+                    }
+                    None => shared.work.wait(state).expect("scheduler lock"),
+                };
+            }
+        };
+        run_batch(batch);
+    }
+}
+
+/// Runs one batch: gathers its rows from every request in it, runs the model once, and gives
+/// each request its rows back.
+fn run_batch(batch: Batch<Part>) {
+    let Some(first) = batch.entries.first() else {
+        return;
+    };
+    let started = Instant::now();
+    for e in &batch.entries {
+        telemetry::queue_wait(started.saturating_duration_since(e.enqueued));
+    }
+    // Every entry of a lane runs the same loaded model; its name and input come from the first.
+    let model = &first.request.job.ensemble.models[first.request.model];
+    let runtime = Arc::clone(&model.runtime);
+    let name = model.spec.name.clone();
+    let rows = batch.rows();
+    let mut out = Scores::default();
+    let result = catch_unwind(AssertUnwindSafe(|| match runtime.input_kind() {
+        InputKind::Text => {
+            let texts: Vec<&str> = batch
+                .entries
+                .iter()
+                .flat_map(|e| {
+                    e.rows
+                        .clone()
+                        .map(|r| e.request.job.text(e.request.model, r))
+                })
+                .collect();
+            runtime.run(&Inputs::Text(&texts), &mut out)
+        }
+        InputKind::Features { width } => {
+            let mut data = Vec::with_capacity(rows * width);
+            for e in &batch.entries {
+                let job = &e.request.job;
+                let field = job.ensemble.models[e.request.model].field_ids[0];
+                job.features(field, width, e.rows.clone(), &mut data);
+            }
+            runtime.run(&Inputs::Features { data: &data, width }, &mut out)
+        }
+    }));
+    let elapsed = started.elapsed();
+    telemetry::model_run(&name, elapsed);
+    telemetry::batch_size(&name, rows);
+    let error = match result {
+        Ok(Ok(())) if out.rows == rows => None,
+        Ok(Ok(())) => Some(format!(
+            "returned {} rows for {rows}: this is a bug",
+            out.rows
+        )),
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some("the model panicked while scoring".to_owned()),
+    };
+    let nanos_per_row = elapsed.as_nanos() as u64 / rows.max(1) as u64;
+    let mut offset = 0;
+    for e in batch.entries {
+        let n = e.rows.len();
+        match &error {
+            None => e.request.job.deliver(
+                e.request.model,
+                e.rows,
+                &out.data[offset * out.cols..(offset + n) * out.cols],
+                nanos_per_row * n as u64,
+            ),
+            Some(reason) => e.request.job.fail(PredictError {
+                model: name.clone(),
+                reason: reason.clone(),
+            }),
+        }
+        offset += n;
+    }
+}

@@ -1,0 +1,125 @@
+//! The compute pool end to end: many concurrent requests, rows split and merged into batches of
+//! any size, must get exactly the answers each item gets alone with batching off.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use lastmile::ensemble::{Ensemble, ItemAnswer, ItemOptions, ValidItem};
+use lastmile::scheduler::ComputePool;
+use serde_json::json;
+
+fn ensemble(max_batch: usize) -> Arc<Ensemble> {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fasttext");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("manifest.toml");
+    let mut text = format!(
+        "name = \"b{max_batch}\"\nversion = \"1\"\n[defaults]\nfields = [\"title\", \"description\"]\nmax_batch = {max_batch}\n"
+    );
+    for (name, file) in [
+        ("soft", "softmax.bin"),
+        ("hs", "hs.bin"),
+        ("ngrams", "ngrams_subwords.bin"),
+        ("q", "quantized.ftz"),
+    ] {
+        text += &format!(
+            "[[model]]\nname = \"{name}\"\nkind = \"fasttext\"\npath = \"{}\"\n",
+            fixtures.join(file).display()
+        );
+    }
+    std::fs::write(&path, text).unwrap();
+    Arc::new(Ensemble::load(&path, 2).unwrap())
+}
+
+fn items(e: &Ensemble, n: usize, seed: usize) -> Vec<ValidItem> {
+    const WORDS: [&str; 10] = [
+        "knife", "tent", "stroller", "laptop", "case", "coffee", "garden", "shoes", "paint", "game",
+    ];
+    (0..n)
+        .map(|i| {
+            let k = seed * 7 + i * 3;
+            let object = json!({
+                "title": format!("{} {}", WORDS[k % 10], WORDS[(k / 10) % 10]),
+                "description": format!("{} for everyday use", WORDS[(k + 5) % 10]),
+            });
+            let options = ItemOptions {
+                top_k: 4,
+                explain: i % 2 == 0,
+                ..ItemOptions::default()
+            };
+            e.item_from_json(object.as_object().unwrap(), options)
+                .unwrap()
+        })
+        .collect()
+}
+
+fn assert_same(a: &ItemAnswer, b: &ItemAnswer) {
+    assert_eq!(a.predictions.len(), b.predictions.len());
+    for (x, y) in a.predictions.iter().zip(&b.predictions) {
+        assert_eq!(x.label, y.label);
+        assert!((x.score - y.score).abs() < 1e-6, "{x:?} vs {y:?}");
+    }
+    assert_eq!(a.agreement, b.agreement);
+    assert_eq!(a.models.is_some(), b.models.is_some());
+}
+
+#[test]
+fn batched_answers_equal_answers_alone() {
+    let pool = ComputePool::new(2).unwrap();
+    let alone = ensemble(1);
+    let batched = ensemble(3);
+
+    // Twelve requests of five items each, all in flight at once: lanes split and merge them.
+    let requests: Vec<Vec<ValidItem>> = (0..12).map(|s| items(&batched, 5, s)).collect();
+    let tickets: Vec<_> = requests
+        .iter()
+        .map(|r| pool.predict(&batched, r.clone()))
+        .collect();
+    for (request, ticket) in requests.iter().zip(tickets) {
+        let answers = ticket.wait().expect("batched answers");
+        assert_eq!(answers.len(), request.len());
+        for (item, answer) in request.iter().zip(&answers) {
+            let single = pool
+                .predict(&alone, vec![item.clone()])
+                .wait()
+                .expect("answer alone");
+            assert_same(answer, &single[0]);
+        }
+    }
+    assert_eq!(pool.queue_depth(), 0);
+}
+
+#[test]
+fn model_scores_come_back_uncombined() {
+    let pool = ComputePool::new(1).unwrap();
+    let e = ensemble(2);
+    let its = items(&e, 3, 1);
+    let scores = pool.score(&e, its).wait().unwrap();
+    assert_eq!(scores.scores.len(), e.models.len());
+    for (s, m) in scores.scores.iter().zip(&e.models) {
+        assert_eq!((s.rows, s.cols), (3, m.label_ids.len()));
+        for r in 0..3 {
+            let total: f32 = s.row(r).iter().sum();
+            assert!(total > 0.5, "model {} row {r} is scored", m.spec.name);
+        }
+    }
+}
+
+#[test]
+fn an_empty_request_is_answered_at_once() {
+    let pool = ComputePool::new(1).unwrap();
+    let answers = pool.predict(&ensemble(4), Vec::new()).wait().unwrap();
+    assert!(answers.is_empty());
+}
+
+#[test]
+fn a_dropped_ticket_leaves_nothing_behind() {
+    let pool = ComputePool::new(1).unwrap();
+    let e = ensemble(2);
+    for s in 0..20 {
+        drop(pool.predict(&e, items(&e, 4, s)));
+    }
+    // Whatever ran or was dropped, a later request is answered and the queues drain.
+    let answers = pool.predict(&e, items(&e, 2, 99)).wait().unwrap();
+    assert_eq!(answers.len(), 2);
+    assert_eq!(pool.queue_depth(), 0);
+}
