@@ -62,9 +62,19 @@ impl Ensemble {
         ) in loaded.into_iter().zip(&model_labels).enumerate()
         {
             let spec = manifest.models[i].clone();
-            let label_ids = labels.align(names).map_err(|reason| {
+            let mut label_ids = labels.align(names).map_err(|reason| {
                 manifest.model_error(i, Some("labels"), format!("{reason} (not in label_file)"))
             })?;
+            // Put the model's columns in label-space order once, here, so that voting adds its
+            // scores as one ascending sweep instead of a random scatter on every request.
+            let mut runtime = runtime;
+            let mut order: Vec<usize> = (0..label_ids.len()).collect();
+            order.sort_by_key(|&c| label_ids[c]);
+            if order.iter().enumerate().any(|(j, &c)| j != c) {
+                runtime.reorder_columns(&order);
+                label_ids = order.iter().map(|&c| label_ids[c]).collect();
+            }
+            let runtime: Arc<dyn Runtime> = Arc::from(runtime);
             let field_ids = spec
                 .fields
                 .iter()
@@ -172,7 +182,7 @@ fn parallel_map<T: Send>(threads: usize, count: usize, f: impl Fn(usize) -> T + 
 
 /// A model file, loaded and hashed.
 struct Opened {
-    runtime: Arc<dyn Runtime>,
+    runtime: Box<dyn Runtime>,
     bytes: u64,
     sha256: String,
 }
@@ -198,16 +208,16 @@ fn load_model(manifest: &Manifest, i: usize) -> Result<Opened, ManifestError> {
     })
 }
 
-fn open(spec: &ModelSpec) -> Result<Arc<dyn Runtime>, LoadError> {
+fn open(spec: &ModelSpec) -> Result<Box<dyn Runtime>, LoadError> {
     Ok(match spec.kind {
-        ModelKind::FastText => Arc::new(FastTextModel::load(&spec.path)?),
+        ModelKind::FastText => Box::new(FastTextModel::load(&spec.path)?),
         ModelKind::Onnx => {
             let binding = spec
                 .onnx
                 .as_ref()
                 .expect("ONNX models have a binding: this is a bug");
             let labels = spec.labels.to_onnx().map_err(LoadError::Labels)?;
-            Arc::new(OnnxModel::load(&OnnxSpec {
+            Box::new(OnnxModel::load(&OnnxSpec {
                 path: spec.path.clone(),
                 input: binding.input.clone(),
                 feed: spec.feed.clone(),

@@ -51,9 +51,11 @@ enum DenseLoss {
     /// Also negative sampling, which predicts the same way.
     OneVsAll,
     /// Hierarchical softmax: `children[i]` are the (left, right) children of internal node
-    /// `labels + i`, whose score is output row `i`; nodes below `labels` are leaves (labels).
+    /// `labels + i`, whose score is output row `i`; nodes below `labels` are leaves, and leaf
+    /// `l`'s score goes to column `leaf_column[l]`.
     Tree {
         children: Vec<[u32; 2]>,
+        leaf_column: Vec<usize>,
     },
 }
 
@@ -94,6 +96,7 @@ impl FastTextModel {
             LossName::OneVsAll | LossName::NegativeSampling => DenseLoss::OneVsAll,
             LossName::HierarchicalSoftmax => DenseLoss::Tree {
                 children: huffman_children(&dict.get_counts(EntryType::Label)),
+                leaf_column: (0..labels.len()).collect(),
             },
         };
         let scorer = match dense_loss {
@@ -176,7 +179,10 @@ impl FastTextModel {
                         *d = (sigmoid_table(x) + LOG_EPS).ln().exp();
                     }
                 }
-                DenseLoss::Tree { children } => walk_tree(children, logits, dst),
+                DenseLoss::Tree {
+                    children,
+                    leaf_column,
+                } => walk_tree(children, leaf_column, logits, dst),
             }
         }
     }
@@ -224,8 +230,9 @@ fn huffman_children(counts: &[i64]) -> Vec<[u32; 2]> {
 /// Scores every leaf as fastText's tree search does with threshold 0: the sum of
 /// `log(p + 1e-5)` along the path (left: 1 − σ, right: σ, exact sigmoid of the node's output
 /// row), leaves whose path drops below log(1e-5) at any node left at 0. `node_logits[i]` is
-/// internal node `labels + i`'s product with the sentence vector.
-fn walk_tree(children: &[[u32; 2]], node_logits: &[f32], dst: &mut [f32]) {
+/// internal node `labels + i`'s product with the sentence vector; leaf l scores column
+/// `leaf_column[l]`.
+fn walk_tree(children: &[[u32; 2]], leaf_column: &[usize], node_logits: &[f32], dst: &mut [f32]) {
     let labels = dst.len();
     let floor = LOG_EPS.ln();
     if children.is_empty() {
@@ -239,7 +246,7 @@ fn walk_tree(children: &[[u32; 2]], node_logits: &[f32], dst: &mut [f32]) {
             continue;
         }
         if node < labels {
-            dst[node] = score.exp();
+            dst[leaf_column[node]] = score.exp();
             continue;
         }
         let f = 1.0 / (1.0 + (-node_logits[node - labels]).exp());
@@ -284,6 +291,31 @@ impl Runtime for FastTextModel {
 
     fn input_kind(&self) -> InputKind {
         InputKind::Text
+    }
+
+    fn reorder_columns(&mut self, order: &[usize]) {
+        self.labels = order.iter().map(|&c| self.labels[c].clone()).collect();
+        match &mut self.scorer {
+            Scorer::Gemm {
+                output,
+                loss: DenseLoss::Tree { leaf_column, .. },
+            } => {
+                let _ = output; // internal nodes keep their rows
+                let inverse = super::inverse_order(order);
+                leaf_column.iter_mut().for_each(|c| *c = inverse[*c]);
+            }
+            Scorer::Gemm { output, .. } => {
+                *output = output.select(ndarray::Axis(0), order);
+            }
+            Scorer::PerRow { index } => {
+                *index = self
+                    .labels
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| (l.clone(), i))
+                    .collect();
+            }
+        }
     }
 
     fn run(&self, inputs: &Inputs<'_>, out: &mut Scores) -> Result<(), RunError> {

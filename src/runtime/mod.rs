@@ -73,6 +73,22 @@ pub trait Runtime: Send + Sync {
 
     /// Scores a batch; `out` is resized to `[inputs.rows(), labels().len()]`.
     fn run(&self, inputs: &Inputs<'_>, out: &mut Scores) -> Result<(), RunError>;
+
+    /// Reorders the output columns (and `labels()`): afterwards column j holds what column
+    /// `order[j]` held. Called once at load time so that every model reports in the label
+    /// space's order, which lets voting add scores as contiguous vectors; each runtime folds the
+    /// permutation into a pass it makes anyway (matrix rows, tree leaves, the copy out of
+    /// onnxruntime), so it costs nothing per request. `order` is a permutation of the columns.
+    fn reorder_columns(&mut self, order: &[usize]);
+}
+
+/// The inverse of a column order: `inverse[order[j]] = j`.
+pub fn inverse_order(order: &[usize]) -> Vec<usize> {
+    let mut inverse = vec![0; order.len()];
+    for (j, &c) in order.iter().enumerate() {
+        inverse[c] = j;
+    }
+    inverse
 }
 
 /// Failure while loading a model file. Messages name the file; the manifest layer adds the model name

@@ -96,8 +96,11 @@ struct InputBinding {
 }
 
 enum OutputBinding {
-    /// A float tensor `[N, labels]`.
-    Tensor { name: String },
+    /// A float tensor `[N, labels]`; its column c is our column `column_of[c]` (None: the same).
+    Tensor {
+        name: String,
+        column_of: Option<Vec<usize>>,
+    },
     /// sklearn-onnx's ZipMap: one map per row, label → score.
     ZipMap { name: String, keys: ZipKeys },
 }
@@ -167,7 +170,10 @@ impl OnnxModel {
             input_kind,
             input,
             output: match zipmap_int_keys {
-                None => OutputBinding::Tensor { name: output_name },
+                None => OutputBinding::Tensor {
+                    name: output_name,
+                    column_of: None,
+                },
                 Some(int_keys) => OutputBinding::ZipMap {
                     name: output_name,
                     keys: ZipKeys {
@@ -207,7 +213,7 @@ impl OnnxModel {
         let outputs =
             run_session(slot, &self.input, &inputs, 0, 1).map_err(|e| fail(e.to_string()))?;
         match &mut self.output {
-            OutputBinding::Tensor { name } => {
+            OutputBinding::Tensor { name, .. } => {
                 let value = outputs
                     .get(name.as_str())
                     .ok_or_else(|| fail(format!("no output '{name}'")))?;
@@ -278,7 +284,7 @@ impl OnnxModel {
             let end = (start + step).min(rows);
             let outputs = run_session(&mut slot, &self.input, inputs, start, end)?;
             match &self.output {
-                OutputBinding::Tensor { name } => {
+                OutputBinding::Tensor { name, column_of } => {
                     let value = outputs
                         .get(name.as_str())
                         .ok_or_else(|| RunError::Runtime(format!("no output '{name}'")))?;
@@ -291,7 +297,19 @@ impl OnnxModel {
                             "output '{name}' has shape {shape:?}, expected [{n}, {cols}]"
                         )));
                     }
-                    out.data.extend_from_slice(data);
+                    match column_of {
+                        None => out.data.extend_from_slice(data),
+                        Some(column_of) => {
+                            for src in data.chunks_exact(cols) {
+                                let base = out.data.len();
+                                out.data.resize(base + cols, 0.0);
+                                let dst = &mut out.data[base..];
+                                for (&x, &c) in src.iter().zip(column_of) {
+                                    dst[c] = x;
+                                }
+                            }
+                        }
+                    }
                 }
                 OutputBinding::ZipMap { name, keys } => {
                     let value = outputs
@@ -352,6 +370,24 @@ impl OnnxModel {
 }
 
 impl Runtime for OnnxModel {
+    fn reorder_columns(&mut self, order: &[usize]) {
+        self.labels = order.iter().map(|&c| self.labels[c].clone()).collect();
+        let inverse = super::inverse_order(order);
+        match &mut self.output {
+            OutputBinding::Tensor { column_of, .. } => {
+                // Compose with an earlier reordering: source column → old column → new column.
+                let old: Vec<usize> = column_of
+                    .take()
+                    .unwrap_or_else(|| (0..inverse.len()).collect());
+                *column_of = Some(old.iter().map(|&c| inverse[c]).collect());
+            }
+            OutputBinding::ZipMap { keys, .. } => {
+                keys.column.values_mut().for_each(|c| *c = inverse[*c]);
+                keys.order.iter_mut().for_each(|(_, c)| *c = inverse[*c]);
+            }
+        }
+    }
+
     fn labels(&self) -> &[String] {
         &self.labels
     }
