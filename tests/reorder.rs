@@ -45,7 +45,11 @@ fn check(mut reordered: Box<dyn Runtime>, original: Box<dyn Runtime>, inputs: &I
     reordered.reorder_columns(&second);
     let composed: Vec<usize> = second.iter().map(|&j| first[j]).collect();
     let moved = composed.iter().enumerate().any(|(j, &c)| j != c);
-    assert_eq!(moved, reordered.labels() != original.labels(), "labels follow the columns");
+    assert_eq!(
+        moved,
+        reordered.labels() != original.labels(),
+        "labels follow the columns"
+    );
     let want = by_label(original.as_ref(), inputs);
     let got = by_label(reordered.as_ref(), inputs);
     for (w, g) in want.iter().zip(&got) {

@@ -2,6 +2,7 @@
 //! `threads` loader threads), hashing its file, mapping its labels onto the label space, and resolving the vote.
 //! A failure anywhere is one [`ManifestError`] naming the model and field; nothing is half-loaded.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
@@ -20,17 +21,38 @@ use crate::runtime::onnx::{OnnxModel, OnnxSpec};
 use crate::runtime::{LoadError, Runtime};
 
 impl Ensemble {
-    /// Parses the manifest at `path` and loads every model it names.
     /// Parses the manifest at `path` and loads every model it names, `threads` at a time (0: one
     /// per core).
     pub fn load(path: &Path, threads: usize) -> Result<Ensemble, ManifestError> {
-        let manifest = Manifest::load(path)?;
-        Self::from_manifest(manifest, threads)
+        Self::load_reusing(path, threads, &[])
     }
 
-    pub fn from_manifest(manifest: Manifest, threads: usize) -> Result<Ensemble, ManifestError> {
+    /// As [`Ensemble::load`], but a model identical to one of `previous`'s (same file content,
+    /// same bindings and labels) is shared with it instead of loaded again: a retrain that changes
+    /// a few models of fifty loads only those.
+    pub fn load_reusing(
+        path: &Path,
+        threads: usize,
+        previous: &[&Ensemble],
+    ) -> Result<Ensemble, ManifestError> {
+        let manifest = Manifest::load(path)?;
+        Self::from_manifest(manifest, threads, previous)
+    }
+
+    pub fn from_manifest(
+        manifest: Manifest,
+        threads: usize,
+        previous: &[&Ensemble],
+    ) -> Result<Ensemble, ManifestError> {
         let started = Instant::now();
-        let loaded = parallel_map(threads, manifest.models.len(), |i| load_model(&manifest, i));
+        let loaded_before: HashMap<&str, &Arc<dyn Runtime>> = previous
+            .iter()
+            .flat_map(|e| &e.models)
+            .map(|m| (m.identity.as_str(), &m.runtime))
+            .collect();
+        let loaded = parallel_map(threads, manifest.models.len(), |i| {
+            load_model(&manifest, i, &loaded_before)
+        });
         let loaded = loaded.into_iter().collect::<Result<Vec<_>, _>>()?;
 
         let fields = request_fields(&manifest)?;
@@ -39,6 +61,7 @@ impl Ensemble {
             .map(|opened| {
                 opened
                     .runtime
+                    .get()
                     .labels()
                     .iter()
                     .map(|l| manifest.renames.get(l).unwrap_or(l).clone())
@@ -49,6 +72,7 @@ impl Ensemble {
 
         let mut views: Vec<Vec<usize>> = Vec::new();
         let mut models = Vec::with_capacity(loaded.len());
+        let mut reused = 0;
         for (
             i,
             (
@@ -56,6 +80,7 @@ impl Ensemble {
                     runtime,
                     bytes,
                     sha256,
+                    identity,
                 },
                 names,
             ),
@@ -65,16 +90,25 @@ impl Ensemble {
             let mut label_ids = labels.align(names).map_err(|reason| {
                 manifest.model_error(i, Some("labels"), format!("{reason} (not in label_file)"))
             })?;
-            // Put the model's columns in label-space order once, here, so that voting adds its
-            // scores as one ascending sweep instead of a random scatter on every request.
-            let mut runtime = runtime;
-            let mut order: Vec<usize> = (0..label_ids.len()).collect();
-            order.sort_by_key(|&c| label_ids[c]);
-            if order.iter().enumerate().any(|(j, &c)| j != c) {
-                runtime.reorder_columns(&order);
-                label_ids = order.iter().map(|&c| label_ids[c]).collect();
-            }
-            let runtime: Arc<dyn Runtime> = Arc::from(runtime);
+            let runtime: Arc<dyn Runtime> = match runtime {
+                // Put the model's columns in label-space order once, here, so that voting adds
+                // its scores as one ascending sweep instead of a random scatter on every request.
+                Loaded::Fresh(mut runtime) => {
+                    let mut order: Vec<usize> = (0..label_ids.len()).collect();
+                    order.sort_by_key(|&c| label_ids[c]);
+                    if order.iter().enumerate().any(|(j, &c)| j != c) {
+                        runtime.reorder_columns(&order);
+                        label_ids = order.iter().map(|&c| label_ids[c]).collect();
+                    }
+                    Arc::from(runtime)
+                }
+                // A shared model keeps the order it has (correct, if slower when the label space
+                // changed).
+                Loaded::Shared(runtime) => {
+                    reused += 1;
+                    runtime
+                }
+            };
             let field_ids = spec
                 .fields
                 .iter()
@@ -96,6 +130,7 @@ impl Ensemble {
                 spec,
                 bytes,
                 sha256,
+                identity,
                 runtime,
                 label_ids,
                 field_ids,
@@ -144,6 +179,7 @@ impl Ensemble {
             vote: manifest.vote.clone(),
             rules: manifest.rules.clone(),
             load_seconds: started.elapsed().as_secs_f64(),
+            reused,
         })
     }
 }
@@ -180,31 +216,74 @@ fn parallel_map<T: Send>(threads: usize, count: usize, f: impl Fn(usize) -> T + 
     done.into_iter().map(|(_, t)| t).collect()
 }
 
-/// A model file, loaded and hashed.
+/// A model file, hashed, and loaded or taken from an ensemble loaded before.
 struct Opened {
-    runtime: Box<dyn Runtime>,
+    runtime: Loaded,
     bytes: u64,
     sha256: String,
+    identity: String,
 }
 
-/// Loads model `i` and hashes its file: what the model is, byte for byte, is part of the ensemble.
-fn load_model(manifest: &Manifest, i: usize) -> Result<Opened, ManifestError> {
+/// A runtime this load made (its columns may still be reordered) or one it shares.
+enum Loaded {
+    Fresh(Box<dyn Runtime>),
+    Shared(Arc<dyn Runtime>),
+}
+
+impl Loaded {
+    fn get(&self) -> &dyn Runtime {
+        match self {
+            Loaded::Fresh(r) => r.as_ref(),
+            Loaded::Shared(r) => r.as_ref(),
+        }
+    }
+}
+
+/// Hashes model `i`'s file, then shares the runtime of an identical model loaded before, or
+/// loads it.
+fn load_model(
+    manifest: &Manifest,
+    i: usize,
+    loaded_before: &HashMap<&str, &Arc<dyn Runtime>>,
+) -> Result<Opened, ManifestError> {
     let spec = &manifest.models[i];
-    let runtime = open(spec).map_err(|e| {
-        let (field, reason) = describe(spec, e);
-        manifest.model_error(i, field, reason)
-    })?;
-    let (bytes, sha256) = hash_file(&spec.path).map_err(|e| {
+    let unreadable = |path: &Path, e: std::io::Error| {
+        let field = if path == spec.path {
+            "path"
+        } else {
+            "labels_file"
+        };
         manifest.model_error(
             i,
-            Some("path"),
-            format!("cannot read {}: {e}", spec.path.display()),
+            Some(field),
+            format!("cannot read {}: {e}", path.display()),
         )
-    })?;
+    };
+    let (bytes, sha256) = hash_file(&spec.path).map_err(|e| unreadable(&spec.path, e))?;
+    let labels_sha = match &spec.labels {
+        LabelSource::File(p) => hash_file(p).map_err(|e| unreadable(p, e))?.1,
+        _ => String::new(),
+    };
+    // Everything that decides what the runtime computes: the file, how it is read, its labels.
+    let identity = format!(
+        "{}|{sha256}|{:?}|{:?}|{:?}|{labels_sha}",
+        spec.kind.as_str(),
+        spec.feed,
+        spec.onnx,
+        spec.labels
+    );
+    let runtime = match loaded_before.get(identity.as_str()) {
+        Some(&shared) => Loaded::Shared(Arc::clone(shared)),
+        None => Loaded::Fresh(open(spec).map_err(|e| {
+            let (field, reason) = describe(spec, e);
+            manifest.model_error(i, field, reason)
+        })?),
+    };
     Ok(Opened {
         runtime,
         bytes,
         sha256,
+        identity,
     })
 }
 

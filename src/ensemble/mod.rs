@@ -26,6 +26,9 @@ pub struct Model {
     pub bytes: u64,
     /// sha256 of the model file, hex.
     pub sha256: String,
+    /// What the runtime computes (file content, bindings, labels): equal identities can share
+    /// one loaded runtime.
+    pub identity: String,
     pub runtime: Arc<dyn Runtime>,
     /// The model's own label j is global label `label_ids[j]`.
     pub label_ids: Vec<u32>,
@@ -53,6 +56,8 @@ pub struct Ensemble {
     pub rules: Vec<RuleConfig>,
     /// Wall time it took to load.
     pub load_seconds: f64,
+    /// Models shared with an ensemble loaded before instead of loaded again.
+    pub reused: usize,
 }
 
 /// A ranked label.
