@@ -606,3 +606,25 @@ async fn a_full_server_refuses_new_work_and_finishes_what_it_admitted() {
     assert_eq!(status, 200);
     assert_eq!(server.handle().state.admission.in_flight(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_top_k_is_capped_at_the_label_count() {
+    let server = TestServer::start(Limits::default()).await;
+    let (status, body) = server
+        .post_json(
+            "/v1/predict",
+            &json!({"item": {"title": "knife"}, "top_k": 1_000_000_000u64, "explain": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["item"]["predictions"].as_array().unwrap().len(), 15);
+    let (status, body) = server
+        .post_json(
+            "/v2/models/starter/infer",
+            &json!({"parameters": {"top_k": 1_000_000_000u64},
+                    "inputs": [{"name": "title", "shape": [1], "datatype": "BYTES", "data": ["knife"]}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["outputs"][0]["shape"], json!([1, 15]));
+}

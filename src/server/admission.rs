@@ -88,11 +88,11 @@ pub struct Admission {
     capacity: usize,
 }
 
-/// Items admitted; their places are given back when this is dropped (after the answer was
-/// computed, even if the caller went away meanwhile).
+/// Items admitted; their places are given back when this is dropped: once the answer is in, or
+/// when the caller goes away (which also cancels the rows it still had queued).
 #[derive(Debug)]
 pub struct Admitted {
-    _permit: Option<OwnedSemaphorePermit>,
+    _permit: OwnedSemaphorePermit,
     items: usize,
 }
 
@@ -133,7 +133,7 @@ impl Admission {
             .map_err(|_| refuse())?;
         telemetry::items_in_flight(items as f64);
         Ok(Admitted {
-            _permit: Some(permit),
+            _permit: permit,
             items,
         })
     }

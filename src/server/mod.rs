@@ -20,10 +20,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 pub use admission::{Hold, Limits};
 pub use error::{ApiError, ErrorKind};
@@ -129,7 +130,11 @@ pub async fn start(
     let app = http::router(Arc::clone(&state), metrics);
     let http_shutdown = signalled(shutdown_rx.clone());
     let http_task = tokio::spawn(async move {
-        axum::serve(http_listener, app)
+        // Answers are written whole: no reason to let Nagle hold their last segment back.
+        let listener = http_listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(listener, app)
             .with_graceful_shutdown(http_shutdown)
             .await
     });
@@ -173,7 +178,7 @@ pub async fn start(
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .serve_with_incoming_shutdown(
-                TcpListenerStream::new(grpc_listener),
+                TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
                 signalled(shutdown_rx.clone()),
             ),
     );

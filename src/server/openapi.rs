@@ -161,7 +161,8 @@ fn schemas() -> Value {
             "properties": {
                 "item": {"$ref": "#/components/schemas/Item"},
                 "items": {"type": "array", "items": {"$ref": "#/components/schemas/Item"}},
-                "top_k": {"type": "integer", "minimum": 0, "default": 5},
+                "top_k": {"type": "integer", "minimum": 0, "default": 5,
+                    "description": "Predictions per item (at most the ensemble's label count)."},
                 "candidates": {"type": "array", "items": {"type": "string"},
                     "description": "Labels (names or name prefixes) the answers may hold."},
                 "explain": {"type": "boolean", "default": false}}},

@@ -77,7 +77,9 @@ impl AppState {
         self.limits.check_count(raw.len())?;
         let mut items = Vec::with_capacity(raw.len());
         for (i, r) in raw.into_iter().enumerate() {
-            let item = parse(&ensemble, r).map_err(|e| ApiError::item(i, e))?;
+            let mut item = parse(&ensemble, r).map_err(|e| ApiError::item(i, e))?;
+            // More predictions than labels cannot be given; a larger top_k would only cost memory.
+            item.options.top_k = item.options.top_k.min(ensemble.labels.len());
             self.limits.check_fields(i, &item, &ensemble.fields)?;
             items.push(item);
         }
