@@ -1,6 +1,7 @@
 //! The one tower layer that counts and times every request, on both servers: requests by method
 //! and code, and end-to-end latency (until the last byte of the response, so a gRPC stream is
-//! timed whole and its final status counted). Handlers record nothing themselves.
+//! timed whole and its final status counted), and a debug log line per request. Handlers record
+//! nothing themselves.
 //!
 //! The `code` label is the [`ErrorKind`] name (or `ok`): read from the `lastmile-error` marker that
 //! [`ApiError`](super::error::ApiError) puts on every error it produces, else derived from the HTTP
@@ -121,7 +122,14 @@ impl Record {
             }
         };
         let method = method.as_deref().unwrap_or("unmatched");
-        telemetry::request(method, label, self.started.elapsed());
+        let took = self.started.elapsed();
+        telemetry::request(method, label, took);
+        tracing::debug!(
+            method,
+            code = label,
+            seconds = took.as_secs_f64(),
+            "request"
+        );
     }
 }
 
