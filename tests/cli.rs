@@ -470,3 +470,53 @@ fn eval_names_the_bad_line_of_its_data() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_mentions(&stderr, &["bad.jsonl:2", "label"]);
 }
+
+#[test]
+fn bench_drives_a_server_over_both_transports_without_errors() {
+    let (dir, path) = manifest(&two_fasttext_models());
+    let data = dir.path().join("items.jsonl");
+    std::fs::write(
+        &data,
+        "{\"title\":\"chef knife\"}\n{\"title\":\"camping tent\",\"label\":\"x\"}\n",
+    )
+    .unwrap();
+    let out = lastmile(
+        &[
+            "bench",
+            "--manifest",
+            &path,
+            "--data",
+            data.to_str().unwrap(),
+            "--duration",
+            "0.2",
+            "--concurrency",
+            "1,2",
+            "--floor-rows",
+            "8",
+        ],
+        "",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_mentions(
+        &stdout,
+        &["Bare floor", "| gRPC | 1 |", "| REST | 2 |", "batching off"],
+    );
+    // Every level's last column (errors) is 0.
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("| gRPC") || l.starts_with("| REST"))
+        .collect();
+    assert_eq!(rows.len(), 5, "{stdout}");
+    for row in rows {
+        assert!(
+            row.trim_end().ends_with("| 0 |"),
+            "no failed request: {row}"
+        );
+    }
+}

@@ -1,6 +1,7 @@
 //! Subcommands and the one way they fail: a message on stderr and an exit code (2 for a manifest
 //! or input that cannot be served, 1 for everything else).
 
+mod bench;
 mod check;
 mod eval;
 mod predict;
@@ -50,6 +51,8 @@ enum Command {
     Predict(predict::PredictArgs),
     /// Measure the ensemble and each model on labelled JSON Lines: accuracy, macro-F1, speed.
     Eval(eval::EvalArgs),
+    /// Load-test a server on this ensemble over gRPC and REST against the bare models' floor.
+    Bench(bench::BenchArgs),
     /// Serve the ensemble over gRPC, REST JSON and the Open Inference Protocol (KServe V2).
     Serve(serve::ServeArgs),
 }
@@ -95,6 +98,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Predict(args) => predict::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }
 

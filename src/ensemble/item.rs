@@ -42,6 +42,32 @@ pub struct ValidItem {
     pub options: ItemOptions,
 }
 
+impl ValidItem {
+    /// The item's text for a model reading `fields` (indices into the ensemble's fields): the
+    /// fields joined with a space in that order, absent ones skipped.
+    pub fn text(&self, fields: &[usize]) -> String {
+        let mut text = String::new();
+        for &f in fields {
+            if let Some(FieldValue::Text(t)) = &self.fields[f] {
+                if !text.is_empty() {
+                    text.push(' ');
+                }
+                text.push_str(t);
+            }
+        }
+        text
+    }
+
+    /// Appends numeric field `field` to `data` as `width` floats (zeros where it is absent or
+    /// misshapen, which validation already refused).
+    pub fn push_features(&self, field: usize, width: usize, data: &mut Vec<f32>) {
+        match &self.fields[field] {
+            Some(FieldValue::Numbers(v)) if v.len() == width => data.extend_from_slice(v),
+            _ => data.extend(std::iter::repeat_n(0.0, width)),
+        }
+    }
+}
+
 /// Why an item cannot be scored; `field` names the offending field when there is one.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{}{reason}", field.as_ref().map(|f| format!("field {f:?}: ")).unwrap_or_default())]

@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use tokio::sync::oneshot;
 
 use super::state::Request;
-use crate::ensemble::{Ensemble, FieldValue, ItemAnswer, ModelScores, PredictError, ValidItem};
+use crate::ensemble::{Ensemble, ItemAnswer, ModelScores, PredictError, ValidItem};
 use crate::runtime::Scores;
 
 /// What the caller wants back.
@@ -57,7 +57,7 @@ impl Job {
         let texts = ensemble
             .views
             .iter()
-            .map(|fields| items.iter().map(|it| join_text(it, fields)).collect())
+            .map(|fields| items.iter().map(|it| it.text(fields)).collect())
             .collect();
         let n = items.len();
         let scores = ensemble
@@ -91,10 +91,7 @@ impl Job {
     /// already refused a missing or misshapen field).
     pub fn features(&self, field: usize, width: usize, rows: Range<usize>, data: &mut Vec<f32>) {
         for item in &self.items[rows] {
-            match &item.fields[field] {
-                Some(FieldValue::Numbers(v)) if v.len() == width => data.extend_from_slice(v),
-                _ => data.extend(std::iter::repeat_n(0.0, width)),
-            }
+            item.push_features(field, width, data);
         }
     }
 
@@ -166,21 +163,6 @@ impl Job {
             }
         }
     }
-}
-
-/// The item's text for a view: its fields joined with a space, in the view's order (absent fields
-/// are skipped).
-fn join_text(item: &ValidItem, field_ids: &[usize]) -> String {
-    let mut text = String::new();
-    for &f in field_ids {
-        if let Some(FieldValue::Text(t)) = &item.fields[f] {
-            if !text.is_empty() {
-                text.push(' ');
-            }
-            text.push_str(t);
-        }
-    }
-    text
 }
 
 /// The caller's end of a submitted request: await it (or [`Ticket::wait`] outside async code).

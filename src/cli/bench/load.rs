@@ -1,0 +1,154 @@
+//! The load generator: `concurrency` clients, each sending one-item requests back to back over one
+//! transport for a fixed time, every latency recorded. Items come from the benchmark data, cycled.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lastmile::proto::lastmile::v1 as pb;
+use lastmile::proto::lastmile::v1::lastmile_client::LastmileClient;
+use serde_json::{Map, Value};
+use tonic::transport::Channel;
+
+/// How requests reach the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Grpc,
+    Rest,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Grpc => "gRPC",
+            Transport::Rest => "REST",
+        }
+    }
+}
+
+/// Where the server listens.
+#[derive(Clone)]
+pub struct Target {
+    /// `http://host:port` of the REST API.
+    pub http: String,
+    /// `http://host:port` of the gRPC API.
+    pub grpc: String,
+}
+
+/// What one load level measured.
+pub struct Level {
+    pub concurrency: usize,
+    pub items_per_second: f64,
+    pub p50: Duration,
+    pub p90: Duration,
+    pub p99: Duration,
+    pub errors: usize,
+}
+
+/// Runs `concurrency` clients for `duration` (after a short warm-up) and measures them.
+pub async fn run(
+    target: &Target,
+    transport: Transport,
+    items: Arc<Vec<Map<String, Value>>>,
+    concurrency: usize,
+    duration: Duration,
+) -> Level {
+    let next = Arc::new(AtomicUsize::new(0));
+    let warm_up = duration.min(Duration::from_secs(1));
+    let start = Instant::now() + warm_up;
+    let end = start + duration;
+    let grpc = match transport {
+        Transport::Grpc => Some(
+            Channel::from_shared(target.grpc.clone())
+                .expect("a valid gRPC address")
+                .connect()
+                .await
+                .expect("the server accepts gRPC connections"),
+        ),
+        Transport::Rest => None,
+    };
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()
+        .expect("an HTTP client");
+    let mut clients = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let (items, next, grpc, http) = (
+            Arc::clone(&items),
+            Arc::clone(&next),
+            grpc.clone(),
+            http.clone(),
+        );
+        let url = format!("{}/v1/predict", target.http);
+        clients.push(tokio::spawn(async move {
+            let mut grpc = grpc.map(LastmileClient::new);
+            let mut latencies = Vec::new();
+            let mut errors = 0;
+            loop {
+                let now = Instant::now();
+                if now >= end {
+                    break;
+                }
+                let item = &items[next.fetch_add(1, Ordering::Relaxed) % items.len()];
+                let ok = match &mut grpc {
+                    Some(client) => grpc_predict(client, item).await,
+                    None => rest_predict(&http, &url, item).await,
+                };
+                let done = Instant::now();
+                if now >= start {
+                    if ok {
+                        latencies.push(done - now);
+                    } else {
+                        errors += 1;
+                    }
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for client in clients {
+        let (l, e) = client.await.expect("a load client panicked");
+        latencies.extend(l);
+        errors += e;
+    }
+    latencies.sort_unstable();
+    let pick = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    Level {
+        concurrency,
+        items_per_second: latencies.len() as f64 / duration.as_secs_f64(),
+        p50: pick(0.50),
+        p90: pick(0.90),
+        p99: pick(0.99),
+        errors,
+    }
+}
+
+async fn grpc_predict(client: &mut LastmileClient<Channel>, item: &Map<String, Value>) -> bool {
+    let fields = item
+        .iter()
+        .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
+        .collect();
+    let request = pb::PredictRequest {
+        items: vec![pb::Item {
+            fields,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    client.predict(request).await.is_ok()
+}
+
+async fn rest_predict(http: &reqwest::Client, url: &str, item: &Map<String, Value>) -> bool {
+    let body = serde_json::json!({ "item": item });
+    match http.post(url).json(&body).send().await {
+        Ok(response) => response.status().is_success() && response.bytes().await.is_ok(),
+        Err(_) => false,
+    }
+}
