@@ -27,7 +27,7 @@ pub const MODEL_RUN_DURATION: &str = "lastmile_model_run_duration_seconds";
 pub const BATCH_ROWS: &str = "lastmile_scheduler_batch_rows";
 /// Time a row waited in its model's queue before its batch started.
 pub const QUEUE_WAIT: &str = "lastmile_scheduler_queue_wait_seconds";
-/// Rows waiting in all models' queues.
+/// Rows waiting in all models' queues, by `priority` (`normal`, `low`).
 pub const QUEUE_ROWS: &str = "lastmile_scheduler_queue_rows";
 /// Models of the live ensemble.
 pub const MODELS_LOADED: &str = "lastmile_ensemble_models_loaded";
@@ -86,7 +86,10 @@ fn describe() {
         metrics::Unit::Seconds,
         "Time a row waited in its model's queue before its batch started."
     );
-    metrics::describe_gauge!(QUEUE_ROWS, "Rows waiting in all models' queues.");
+    metrics::describe_gauge!(
+        QUEUE_ROWS,
+        "Rows waiting in all models' queues, by priority."
+    );
     metrics::describe_gauge!(MODELS_LOADED, "Models of the live ensemble.");
     metrics::describe_gauge!(
         ENSEMBLE_INFO,
@@ -109,9 +112,10 @@ pub fn queue_wait(took: Duration) {
     metrics::histogram!(QUEUE_WAIT).record(took);
 }
 
-/// Rows now waiting in all queues.
-pub fn queue_depth(rows: usize) {
-    metrics::gauge!(QUEUE_ROWS).set(rows as f64);
+/// Rows now waiting in all queues, normal and low priority.
+pub fn queue_depth(normal: usize, low: usize) {
+    metrics::gauge!(QUEUE_ROWS, "priority" => "normal").set(normal as f64);
+    metrics::gauge!(QUEUE_ROWS, "priority" => "low").set(low as f64);
 }
 
 /// One request finished: `code` is `ok` or an error kind.

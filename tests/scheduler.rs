@@ -123,3 +123,16 @@ fn a_dropped_ticket_leaves_nothing_behind() {
     assert_eq!(answers.len(), 2);
     assert_eq!(pool.queue_depth(), 0);
 }
+
+#[test]
+fn low_priority_work_gets_the_same_answers() {
+    let pool = ComputePool::new(2).unwrap();
+    let e = ensemble(8);
+    let live = pool.predict(&e, items(&e, 6, 3));
+    let shadow = pool.predict_low(&e, items(&e, 6, 3));
+    let (a, b) = (live.wait().unwrap(), shadow.wait().unwrap());
+    for (x, y) in a.iter().zip(&b) {
+        assert_same(x, y);
+    }
+    assert_eq!(pool.low_queue_depth(), 0);
+}

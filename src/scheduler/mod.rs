@@ -8,6 +8,10 @@
 //!
 //! One pool serves every ensemble the process holds (live, candidate, shadow): lanes belong to
 //! loaded models, so a model shared by two ensembles batches their rows together.
+//!
+//! Work comes in two priorities. Low-priority work (shadow traffic) has lanes of its own and runs
+//! only when no normal lane is ready, so it never delays a live request by more than the batch a
+//! thread is already running.
 
 mod job;
 pub mod state;
@@ -44,11 +48,26 @@ struct Shared {
 }
 
 struct State {
+    normal: Tier,
+    low: Tier,
+    shutdown: bool,
+}
+
+/// Which queues a request waits in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Priority {
+    Normal,
+    /// Runs only when no normal-priority batch is ready (shadow traffic).
+    Low,
+}
+
+/// The lanes of one priority.
+#[derive(Default)]
+struct Tier {
     queues: Queues<Part>,
     /// The lane of each loaded model, by the model's address; the weak reference tells when the
     /// model is gone so its lane can be reused.
     lanes: HashMap<usize, (usize, Weak<dyn Runtime>)>,
-    shutdown: bool,
 }
 
 impl ComputePool {
@@ -61,8 +80,8 @@ impl ComputePool {
         };
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                queues: Queues::default(),
-                lanes: HashMap::new(),
+                normal: Tier::default(),
+                low: Tier::default(),
                 shutdown: false,
             }),
             work: Condvar::new(),
@@ -88,28 +107,58 @@ impl ComputePool {
         ensemble: &Arc<Ensemble>,
         items: Vec<ValidItem>,
     ) -> Ticket<Vec<ItemAnswer>> {
+        self.predict_at(Priority::Normal, ensemble, items)
+    }
+
+    /// As [`ComputePool::predict`], at low priority: for work no caller waits on (shadow
+    /// traffic). It runs only when no normal-priority batch is ready.
+    pub fn predict_low(
+        &self,
+        ensemble: &Arc<Ensemble>,
+        items: Vec<ValidItem>,
+    ) -> Ticket<Vec<ItemAnswer>> {
+        self.predict_at(Priority::Low, ensemble, items)
+    }
+
+    fn predict_at(
+        &self,
+        priority: Priority,
+        ensemble: &Arc<Ensemble>,
+        items: Vec<ValidItem>,
+    ) -> Ticket<Vec<ItemAnswer>> {
         let (tx, rx) = oneshot::channel();
-        let job = self.submit(ensemble, items, Reply::Answers(tx));
+        let job = self.submit(priority, ensemble, items, Reply::Answers(tx));
         Ticket { rx, job }
     }
 
     /// As [`ComputePool::predict`], but answers every model's own scores, uncombined.
     pub fn score(&self, ensemble: &Arc<Ensemble>, items: Vec<ValidItem>) -> Ticket<ModelScores> {
         let (tx, rx) = oneshot::channel();
-        let job = self.submit(ensemble, items, Reply::Scores(tx));
+        let job = self.submit(Priority::Normal, ensemble, items, Reply::Scores(tx));
         Ticket { rx, job }
     }
 
-    /// Rows waiting in every lane.
+    /// Rows waiting in every normal-priority lane.
     pub fn queue_depth(&self) -> usize {
-        self.lock().queues.depth()
+        self.lock().normal.queues.depth()
+    }
+
+    /// Rows waiting in every low-priority lane.
+    pub fn low_queue_depth(&self) -> usize {
+        self.lock().low.queues.depth()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.shared.state.lock().expect("scheduler lock")
     }
 
-    fn submit(&self, ensemble: &Arc<Ensemble>, items: Vec<ValidItem>, reply: Reply) -> Arc<Job> {
+    fn submit(
+        &self,
+        priority: Priority,
+        ensemble: &Arc<Ensemble>,
+        items: Vec<ValidItem>,
+        reply: Reply,
+    ) -> Arc<Job> {
         let rows = items.len();
         let job = Job::new(Arc::clone(ensemble), items, reply);
         if rows == 0 || ensemble.models.is_empty() {
@@ -118,15 +167,19 @@ impl ComputePool {
         }
         let now = Instant::now();
         let mut state = self.lock();
+        let tier = match priority {
+            Priority::Normal => &mut state.normal,
+            Priority::Low => &mut state.low,
+        };
         for (m, model) in ensemble.models.iter().enumerate() {
-            let lane = state.lane(&model.runtime, model.spec.batch);
+            let lane = tier.lane(&model.runtime, model.spec.batch);
             let part = Part {
                 job: Arc::clone(&job),
                 model: m,
             };
-            state.queues.push(lane, part, 0..rows, now);
+            tier.queues.push(lane, part, 0..rows, now);
         }
-        telemetry::queue_depth(state.queues.depth());
+        state.report_depth();
         drop(state);
         self.shared.work.notify_all();
         job
@@ -134,6 +187,29 @@ impl ComputePool {
 }
 
 impl State {
+    /// The batch a free thread runs now: normal work first, low-priority work only when no
+    /// normal lane is ready.
+    fn next_batch(&mut self, now: Instant) -> Option<Batch<Part>> {
+        state::next_by_priority(&mut self.normal.queues, &mut self.low.queues, now).map(|(b, _)| b)
+    }
+
+    /// When a lane of either priority becomes ready by waiting.
+    fn next_deadline(&mut self) -> Option<Instant> {
+        match (
+            self.normal.queues.next_deadline(),
+            self.low.queues.next_deadline(),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn report_depth(&self) {
+        telemetry::queue_depth(self.normal.queues.depth(), self.low.queues.depth());
+    }
+}
+
+impl Tier {
     /// The lane of `runtime`, made on first use (or taken over from a model that is gone).
     fn lane(&mut self, runtime: &Arc<dyn Runtime>, config: BatchConfig) -> usize {
         let key = Arc::as_ptr(runtime) as *const () as usize;
@@ -186,11 +262,11 @@ fn compute_task(shared: &Shared) {
                     return;
                 }
                 let now = Instant::now();
-                if let Some(batch) = state.queues.next_batch(now) {
-                    telemetry::queue_depth(state.queues.depth());
+                if let Some(batch) = state.next_batch(now) {
+                    state.report_depth();
                     break batch;
                 }
-                state = match state.queues.next_deadline() {
+                state = match state.next_deadline() {
                     Some(due) => {
                         shared
                             .work

@@ -211,6 +211,18 @@ impl<R: Request + Clone> Queues<R> {
     }
 }
 
+/// The batch a free thread runs: from `normal` when one of its lanes is ready, else from `low`.
+pub fn next_by_priority<R: Request + Clone>(
+    normal: &mut Queues<R>,
+    low: &mut Queues<R>,
+    now: Instant,
+) -> Option<(Batch<R>, bool)> {
+    match normal.next_batch(now) {
+        Some(batch) => Some((batch, false)),
+        None => low.next_batch(now).map(|batch| (batch, true)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::cell::Cell;
@@ -370,6 +382,30 @@ mod tests {
         // Flood rows 0-1, 2-3, 4-5 arrived before the quiet row; then it is the oldest work.
         assert_eq!(order[..4], [flooded, flooded, flooded, quiet]);
         assert_eq!(order.len(), 51);
+    }
+
+    #[test]
+    fn low_priority_work_runs_only_when_no_normal_lane_is_ready() {
+        let t0 = Instant::now();
+        let (mut normal, mut low) = (Queues::default(), Queues::default());
+        let n = normal.add_lane(config(2, 0));
+        let delayed = normal.add_lane(config(8, 10));
+        let l = low.add_lane(config(8, 0));
+        // The shadow row is older than the live rows, and still waits for them.
+        low.push(l, req("shadow"), 0..1, t0);
+        normal.push(n, req("live"), 0..3, t0 + Duration::from_millis(1));
+        normal.push(delayed, req("waiting"), 0..1, t0);
+        let now = t0 + Duration::from_millis(2);
+        let mut order = Vec::new();
+        while let Some((batch, is_low)) = next_by_priority(&mut normal, &mut low, now) {
+            order.push((batch.entries[0].request.0, is_low));
+        }
+        // A normal lane that is waiting for its delay does not hold low work back.
+        assert_eq!(
+            order,
+            vec![("live", false), ("live", false), ("shadow", true)]
+        );
+        assert_eq!(normal.depth(), 1, "the delayed lane still waits");
     }
 
     #[test]
