@@ -264,6 +264,11 @@ fn quantized_ftz() {
 }
 
 #[test]
+fn quantized_hs_ftz() {
+    check_model("quantized_hs.ftz");
+}
+
+#[test]
 fn quantized_cutoff_ftz() {
     check_model("quantized_cutoff.ftz");
 }
@@ -277,6 +282,7 @@ fn every_fixture_model_is_covered() {
         "hs.bin",
         "ngrams_subwords.bin",
         "quantized.ftz",
+        "quantized_hs.ftz",
         "quantized_cutoff.ftz",
     ];
     let expected = read_json("expected.json");

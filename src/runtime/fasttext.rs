@@ -32,6 +32,8 @@ pub struct FastTextModel {
     /// Labels in dictionary order, prefix (`__label__` or the model's own) stripped.
     labels: Vec<String>,
     scorer: Scorer,
+    /// The `</s>` input row of a quantised model (see `hidden_quantised`).
+    eos_row: Option<Vec<f32>>,
 }
 
 /// How a batch is turned into scores.
@@ -99,8 +101,19 @@ impl FastTextModel {
                 leaf_column: (0..labels.len()).collect(),
             },
         };
+        if model.quant_output().is_some() && matches!(dense_loss, DenseLoss::Tree { .. }) {
+            // The crate scores quantised outputs with a softmax whatever the loss; official
+            // fastText walks the tree. Refuse rather than answer something else.
+            return Err(bad(
+                "hierarchical softmax with a quantised output matrix (quantize -qout) is not \
+                 supported; quantise without -qout"
+                    .into(),
+            ));
+        }
         let scorer = match dense_loss {
-            loss if !model.is_quant() => {
+            // A quantised input matrix is read through the crate's sentence vector (see
+            // `hidden_quantised`); the output matrix must be dense for the GEMM.
+            loss if model.quant_output().is_none() => {
                 let wo = model.output_matrix();
                 let dim = model.args().dim as usize;
                 let output = Array2::from_shape_vec((labels.len(), dim), wo.data().to_vec())
@@ -115,21 +128,44 @@ impl FastTextModel {
                     .collect(),
             },
         };
+        let eos_row = (model.is_quant() && dict.get_id(EOS).is_some()).then(|| {
+            let mut row = vec![0.0f32; model.args().dim as usize];
+            model.get_word_vector_into(EOS, &mut row);
+            row
+        });
         Ok(Self {
             model,
             labels,
             scorer,
+            eos_row,
         })
     }
 
-    /// Word, subword and n-gram ids of one row, tokenised as official fastText reads a line.
-    fn tokenize(&self, text: &str, words: &mut Vec<i32>, scratch: &mut Vec<i32>) {
+    /// The sentence vector of a quantised model: the mean of the (dequantised) input rows of the
+    /// line's `n` ids. The crate exposes quantised rows only through `get_sentence_vector`, which
+    /// tokenises `line` as we do and then adds one more `</s>`; that extra row (the `</s>` word
+    /// vector, which has no subwords) is taken back out: `(sv * (n + 1) - eos) / n`.
+    fn hidden_quantised(&self, line: &str, n: usize, h: &mut [f32]) {
+        self.model.get_sentence_vector_into(line, h);
+        // Without `</s>` in the dictionary the crate adds nothing.
+        if let Some(eos) = &self.eos_row {
+            let (with_eos, without) = ((n + 1) as f32, n as f32);
+            for (v, e) in h.iter_mut().zip(eos) {
+                *v = (*v * with_eos - e) / without;
+            }
+        }
+    }
+
+    /// Word, subword and n-gram ids of one row, tokenised as official fastText reads a line;
+    /// returns the line as tokenised.
+    fn tokenize(&self, text: &str, words: &mut Vec<i32>, scratch: &mut Vec<i32>) -> String {
         // Official fastText also splits on \v and \0, which `get_line_from_str` does not; the
         // end-of-sentence token must come last so word n-grams include (last word, </s>).
         let mut line = text.replace(['\u{b}', '\0'], " ");
         line.push(' ');
         line.push_str(EOS);
         self.model.dict().get_line_from_str(&line, words, scratch);
+        line
     }
 
     /// The label prefix stripped from the crate's predictions (they carry it).
@@ -141,24 +177,28 @@ impl FastTextModel {
 
     fn run_gemm(&self, texts: &[&str], output: &Array2<f32>, loss: &DenseLoss, out: &mut Scores) {
         let dim = output.ncols();
-        let input = self.model.input_matrix();
         let mut hidden = vec![0.0f32; texts.len() * dim];
         let mut empty = vec![false; texts.len()];
         let (mut words, mut scratch) = (Vec::new(), Vec::new());
         for (row, text) in texts.iter().enumerate() {
-            self.tokenize(text, &mut words, &mut scratch);
+            let line = self.tokenize(text, &mut words, &mut scratch);
             if words.is_empty() {
                 empty[row] = true;
                 continue;
             }
             let h = &mut hidden[row * dim..(row + 1) * dim];
-            for &id in &words {
-                for (acc, w) in h.iter_mut().zip(input.row(i64::from(id))) {
-                    *acc += w;
+            if self.model.is_quant() {
+                self.hidden_quantised(&line, words.len(), h);
+            } else {
+                let input = self.model.input_matrix();
+                for &id in &words {
+                    for (acc, w) in h.iter_mut().zip(input.row(i64::from(id))) {
+                        *acc += w;
+                    }
                 }
+                let scale = 1.0 / words.len() as f32;
+                h.iter_mut().for_each(|v| *v *= scale);
             }
-            let scale = 1.0 / words.len() as f32;
-            h.iter_mut().for_each(|v| *v *= scale);
         }
         let hidden = ArrayView2::from_shape((texts.len(), dim), &hidden)
             .expect("hidden buffer is rows × dim: this is a bug");
