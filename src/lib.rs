@@ -9,4 +9,5 @@ pub mod registry;
 pub mod runtime;
 pub mod scheduler;
 pub mod server;
+pub mod shadow;
 pub mod telemetry;

@@ -60,6 +60,7 @@ pub fn install() -> Option<&'static PrometheusHandle> {
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
             describe();
+            describe_shadow();
             Some(handle)
         })
         .as_ref()
@@ -144,4 +145,88 @@ pub fn ensemble_live(name: &str, version: &str, models: usize) {
     metrics::gauge!(MODELS_LOADED).set(models as f64);
     metrics::gauge!(ENSEMBLE_INFO, "name" => name.to_owned(), "version" => version.to_owned())
         .set(1.0);
+}
+
+/// Shadow traffic (see `crate::shadow`): sampled live items handed to the shadow's queue.
+pub const SHADOW_MIRRORED: &str = "lastmile_shadow_mirrored_items_total";
+/// Sampled live items not mirrored because the shadow's queue was full.
+pub const SHADOW_SKIPPED: &str = "lastmile_shadow_skipped_items_total";
+/// Mirrored items the shadow answered and that were compared with the live answer.
+pub const SHADOW_COMPARED: &str = "lastmile_shadow_compared_items_total";
+/// Mirrored items the shadow could not answer (the item does not fit it, a model failed).
+pub const SHADOW_FAILED: &str = "lastmile_shadow_failed_items_total";
+/// Mirrored items waiting in the shadow's queue.
+pub const SHADOW_QUEUE: &str = "lastmile_shadow_queue_items";
+/// Time one batch of mirrored items took on the compute pool (low priority, queueing included).
+pub const SHADOW_DURATION: &str = "lastmile_shadow_batch_duration_seconds";
+/// Share of compared items whose shadow winner is the live winner, by `window` (`staging`: since
+/// the shadow was staged, `rolling`: the rolling window).
+pub const SHADOW_TOP1_AGREEMENT: &str = "lastmile_shadow_top1_agreement_ratio";
+/// Mean share of the live top-k found in the shadow's top-k, by `window`.
+pub const SHADOW_TOPK_OVERLAP: &str = "lastmile_shadow_topk_overlap_ratio";
+
+fn describe_shadow() {
+    metrics::describe_counter!(
+        SHADOW_MIRRORED,
+        "Sampled live items handed to the shadow ensemble."
+    );
+    metrics::describe_counter!(
+        SHADOW_SKIPPED,
+        "Sampled live items not mirrored: the shadow queue was full."
+    );
+    metrics::describe_counter!(
+        SHADOW_COMPARED,
+        "Mirrored items the shadow answered, compared with the live answer."
+    );
+    metrics::describe_counter!(SHADOW_FAILED, "Mirrored items the shadow could not answer.");
+    metrics::describe_gauge!(SHADOW_QUEUE, "Mirrored items waiting for the shadow.");
+    metrics::describe_histogram!(
+        SHADOW_DURATION,
+        metrics::Unit::Seconds,
+        "Time one batch of mirrored items took on the compute pool."
+    );
+    metrics::describe_gauge!(
+        SHADOW_TOP1_AGREEMENT,
+        "Top-1 agreement of the shadow with live, by window (staging, rolling)."
+    );
+    metrics::describe_gauge!(
+        SHADOW_TOPK_OVERLAP,
+        "Mean top-k overlap of the shadow with live, by window (staging, rolling)."
+    );
+}
+
+/// `queued` sampled items went to the shadow's queue, `skipped` did not fit; `depth` now wait.
+pub fn shadow_mirrored(queued: u64, skipped: u64, depth: usize) {
+    metrics::counter!(SHADOW_MIRRORED).increment(queued);
+    if skipped > 0 {
+        metrics::counter!(SHADOW_SKIPPED).increment(skipped);
+    }
+    metrics::gauge!(SHADOW_QUEUE).set(depth as f64);
+}
+
+/// The shadow ran a batch in `seconds`.
+pub fn shadow_batch(seconds: f64) {
+    metrics::histogram!(SHADOW_DURATION).record(seconds);
+}
+
+/// The shadow answered `compared` items and failed `failed`; the agreement since staging and over
+/// the rolling window is now `top1` and `overlap` (None: nothing compared).
+pub fn shadow_compared(
+    compared: u64,
+    failed: u64,
+    staging: (Option<f64>, Option<f64>),
+    rolling: (Option<f64>, Option<f64>),
+    depth: usize,
+) {
+    metrics::counter!(SHADOW_COMPARED).increment(compared);
+    metrics::counter!(SHADOW_FAILED).increment(failed);
+    for (window, (top1, overlap)) in [("staging", staging), ("rolling", rolling)] {
+        if let Some(top1) = top1 {
+            metrics::gauge!(SHADOW_TOP1_AGREEMENT, "window" => window).set(top1);
+        }
+        if let Some(overlap) = overlap {
+            metrics::gauge!(SHADOW_TOPK_OVERLAP, "window" => window).set(overlap);
+        }
+    }
+    metrics::gauge!(SHADOW_QUEUE).set(depth as f64);
 }

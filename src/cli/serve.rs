@@ -3,12 +3,14 @@
 //! to call it.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 use lastmile::registry::Registry;
 use lastmile::server::{self, Drained, Limits, ServerConfig};
+use lastmile::shadow::{LogConfig, ShadowSettings};
 
 use super::{load, EnsembleArgs, Failure};
 
@@ -40,6 +42,59 @@ pub struct ServeArgs {
     /// Seconds to let in-flight requests finish after SIGTERM/SIGINT before exiting anyway.
     #[arg(long, env = "LASTMILE_DRAIN_TIMEOUT", default_value_t = 30.0)]
     drain_timeout: f64,
+    #[command(flatten)]
+    shadow: ShadowArgs,
+}
+
+/// How a shadow ensemble runs once one is staged (`lastmile deploy --shadow`).
+#[derive(Args)]
+struct ShadowArgs {
+    /// Mirrored items waiting for the shadow, at most; when the queue is full, mirroring is
+    /// skipped (and counted) rather than slowing live traffic.
+    #[arg(long, env = "LASTMILE_SHADOW_QUEUE_ITEMS", default_value_t = ShadowSettings::default().queue_items)]
+    shadow_queue_items: usize,
+    /// Depth of the top-k comparison between live and shadow answers.
+    #[arg(long, env = "LASTMILE_SHADOW_COMPARE_K", default_value_t = ShadowSettings::default().compare_k)]
+    shadow_compare_k: usize,
+    /// The report's rolling window: the last N mirrored items...
+    #[arg(long, env = "LASTMILE_SHADOW_WINDOW_ITEMS", default_value_t = ShadowSettings::default().window_items)]
+    shadow_window_items: usize,
+    /// ...none older than this many seconds.
+    #[arg(long, env = "LASTMILE_SHADOW_WINDOW_SECONDS", default_value_t = ShadowSettings::default().window.as_secs_f64())]
+    shadow_window_seconds: f64,
+    /// Write items on which the shadow's winner differs from live's (input fields, both answers)
+    /// as JSON Lines to this file, rotated by size. Off when not given.
+    #[arg(long, env = "LASTMILE_SHADOW_LOG")]
+    shadow_log: Option<PathBuf>,
+    /// Largest size of one disagreement log file before it is rotated (FILE.1, FILE.2, ...).
+    #[arg(long, env = "LASTMILE_SHADOW_LOG_MAX_BYTES", default_value_t = LogConfig::new("").max_bytes)]
+    shadow_log_max_bytes: u64,
+    /// Disagreement log files kept, the one being written included.
+    #[arg(long, env = "LASTMILE_SHADOW_LOG_FILES", default_value_t = LogConfig::new("").files)]
+    shadow_log_files: usize,
+}
+
+impl ShadowArgs {
+    fn settings(self) -> Result<ShadowSettings, Failure> {
+        if !(self.shadow_window_seconds.is_finite() && self.shadow_window_seconds >= 0.0) {
+            return Err(Failure {
+                message: "--shadow-window-seconds must be a number of seconds >= 0".into(),
+                code: 2,
+            });
+        }
+        Ok(ShadowSettings {
+            queue_items: self.shadow_queue_items,
+            compare_k: self.shadow_compare_k,
+            window_items: self.shadow_window_items,
+            window: Duration::from_secs_f64(self.shadow_window_seconds),
+            log: self.shadow_log.map(|path| LogConfig {
+                path,
+                max_bytes: self.shadow_log_max_bytes,
+                files: self.shadow_log_files,
+            }),
+            ..ShadowSettings::default()
+        })
+    }
 }
 
 pub fn run(args: ServeArgs) -> Result<(), Failure> {
@@ -49,6 +104,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             code: 2,
         });
     }
+    let shadow = args.shadow.settings()?;
     let (ensemble, pool) = load(&args.ensemble)?;
     let summary = format!(
         "ensemble {:?} version {} ({} models, {} labels, {} compute threads)",
@@ -72,6 +128,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
         },
         drain_timeout: Duration::from_secs_f64(args.drain_timeout),
         handle_signals: true,
+        shadow,
         hold: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -34,6 +34,7 @@ use crate::proto::inference::grpc_inference_service_server::GrpcInferenceService
 use crate::proto::lastmile::v1::lastmile_server::LastmileServer;
 use crate::registry::Registry;
 use crate::scheduler::ComputePool;
+use crate::shadow::ShadowSettings;
 use metered::{MeteredLayer, Transport};
 
 /// How to serve.
@@ -46,6 +47,8 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// Begin shutdown on SIGTERM or SIGINT (the binary does; tests may not).
     pub handle_signals: bool,
+    /// How shadow ensembles run once one is staged (none is at start).
+    pub shadow: ShadowSettings,
     /// Test hook: hold admitted requests until released. None in production.
     #[doc(hidden)]
     pub hold: Option<Arc<Hold>>,
@@ -59,6 +62,7 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             drain_timeout: Duration::from_secs(30),
             handle_signals: false,
+            shadow: ShadowSettings::default(),
             hold: None,
         }
     }
@@ -120,6 +124,7 @@ pub async fn start(
         pool,
         config.limits,
         config.hold.clone(),
+        config.shadow.clone(),
     ));
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

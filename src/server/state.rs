@@ -1,7 +1,9 @@
 //! What every handler shares, and the one path a prediction takes whatever the transport: take a
 //! snapshot of the live ensemble, check the item count, check each item (the ensemble's own
 //! `validate`, then the field limit), take places among the items in flight, then score on the
-//! compute pool (never on a tokio thread) and await the answer.
+//! compute pool (never on a tokio thread) and await the answer. When a shadow ensemble is staged,
+//! the sampled items are handed to it with their live answers once those are in, without waiting
+//! for the shadow (see [`crate::shadow`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -11,6 +13,7 @@ use super::error::{ApiError, ErrorKind};
 use crate::ensemble::{Ensemble, ItemAnswer, ItemError, ValidItem};
 use crate::registry::Registry;
 use crate::scheduler::ComputePool;
+use crate::shadow::{ShadowSettings, ShadowSlot};
 use crate::telemetry;
 
 /// Shared by every handler of both servers.
@@ -19,6 +22,8 @@ pub struct AppState {
     pub pool: Arc<ComputePool>,
     pub limits: Limits,
     pub admission: Admission,
+    /// The shadow ensemble live items are mirrored to, when one is staged.
+    pub shadow: ShadowSlot,
     /// Set when shutdown begins: readiness turns false, new predictions are refused.
     draining: AtomicBool,
     hold: Option<Arc<Hold>>,
@@ -36,11 +41,13 @@ impl AppState {
         pool: Arc<ComputePool>,
         limits: Limits,
         hold: Option<Arc<Hold>>,
+        shadow: ShadowSettings,
     ) -> Self {
         AppState {
             registry,
             pool,
             admission: Admission::new(limits.max_items_in_flight),
+            shadow: ShadowSlot::new(shadow),
             limits,
             draining: AtomicBool::new(false),
             hold,
@@ -100,11 +107,17 @@ impl AppState {
         }
         let Checked { ensemble, items } = checked;
         let count = items.len() as u64;
+        // Which items the shadow (if any) also answers is decided before they go; they are
+        // handed to it once the live answers are in, never waiting for it.
+        let mirror = self.shadow.pick(&ensemble, &items);
         // The compute pool batches these rows with every other request's; dropping the ticket
         // (the client went away) cancels what has not run yet.
         let answers = self.pool.predict(&ensemble, items).await;
-        if answers.is_ok() {
+        if let Ok(answers) = &answers {
             telemetry::items_scored(count);
+            if let Some(mirror) = mirror {
+                mirror.send(answers);
+            }
         }
         drop(admitted);
         Ok(answers?)
