@@ -3,12 +3,15 @@
 //! promotion gate of a hot swap compares two of these.
 
 use std::collections::HashMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
+use serde_json::Value;
 
-use crate::ensemble::{Ensemble, ItemAnswer, ModelScores, PredictError, ValidItem};
+use crate::ensemble::{Ensemble, ItemAnswer, ItemOptions, ModelScores, PredictError, ValidItem};
 use crate::scheduler::ComputePool;
 
 /// One labelled item: what the ensemble reads, and the right answer.
@@ -16,6 +19,65 @@ use crate::scheduler::ComputePool;
 pub struct LabelledItem {
     pub item: ValidItem,
     pub label: String,
+}
+
+/// A labelled data file that cannot be used: the file, the 1-based line when there is one, why.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}{}: {reason}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct DataError {
+    pub path: PathBuf,
+    pub line: Option<usize>,
+    pub reason: String,
+}
+
+/// Reads labelled JSON Lines for `ensemble`: one object per line holding the ensemble's fields and
+/// the right label under `label_field`; blank lines are skipped; at most `limit` items. Read once
+/// per ensemble: two ensembles may read different fields of the same lines.
+pub fn read_labelled(
+    path: &Path,
+    ensemble: &Ensemble,
+    label_field: &str,
+    limit: Option<usize>,
+) -> Result<Vec<LabelledItem>, DataError> {
+    let bad = |line: Option<usize>, reason: String| DataError {
+        path: path.to_owned(),
+        line,
+        reason,
+    };
+    let file = std::fs::File::open(path).map_err(|e| bad(None, e.to_string()))?;
+    let options = ItemOptions {
+        top_k: 5,
+        ..ItemOptions::default()
+    };
+    let mut data = Vec::new();
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        if limit.is_some_and(|limit| data.len() >= limit) {
+            break;
+        }
+        let at = Some(n + 1);
+        let line = line.map_err(|e| bad(at, e.to_string()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: Value =
+            serde_json::from_str(&line).map_err(|e| bad(at, format!("not JSON: {e}")))?;
+        let Value::Object(object) = value else {
+            return Err(bad(at, "expected a JSON object".into()));
+        };
+        let label = object
+            .get(label_field)
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad(at, format!("no string field {label_field:?}")))?
+            .to_owned();
+        let item = ensemble
+            .item_from_json(&object, options.clone())
+            .map_err(|e| bad(at, e.to_string()))?;
+        data.push(LabelledItem { item, label });
+    }
+    if data.is_empty() {
+        return Err(bad(None, "no items".into()));
+    }
+    Ok(data)
 }
 
 /// Quality and speed of one predictor (the ensemble, or one model) on the evaluation set.

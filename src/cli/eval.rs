@@ -1,14 +1,12 @@
 //! `lastmile eval`: how good and how fast an ensemble and each of its models are on a labelled
 //! JSON Lines file, as a table or (`--json`) for machines.
 
-use std::io::BufRead;
 use std::path::PathBuf;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use lastmile::ensemble::{Ensemble, ItemOptions};
-use lastmile::eval::{evaluate, LabelledItem, Metrics, Report};
-use serde_json::Value;
+use lastmile::ensemble::Ensemble;
+use lastmile::eval::{evaluate, read_labelled, LabelledItem, Metrics, Report};
 
 use super::{load, EnsembleArgs, Failure};
 
@@ -64,46 +62,10 @@ pub fn run(args: EvalArgs) -> Result<(), Failure> {
 }
 
 fn read_data(ensemble: &Ensemble, args: &EvalArgs) -> Result<Vec<LabelledItem>, Failure> {
-    let file = std::fs::File::open(&args.data).map_err(|e| Failure {
-        message: format!("{}: {e}", args.data.display()),
+    read_labelled(&args.data, ensemble, &args.label_field, args.limit).map_err(|e| Failure {
+        message: e.to_string(),
         code: 2,
-    })?;
-    let bad = |line: usize, reason: String| Failure {
-        message: format!("{}:{line}: {reason}", args.data.display()),
-        code: 2,
-    };
-    let options = ItemOptions {
-        top_k: 5,
-        ..ItemOptions::default()
-    };
-    let mut data = Vec::new();
-    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-        if args.limit.is_some_and(|limit| data.len() >= limit) {
-            break;
-        }
-        let line = line.map_err(|e| bad(n + 1, e.to_string()))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let value: Value =
-            serde_json::from_str(&line).map_err(|e| bad(n + 1, format!("not JSON: {e}")))?;
-        let Value::Object(object) = value else {
-            return Err(bad(n + 1, "expected a JSON object".into()));
-        };
-        let label = object
-            .get(&args.label_field)
-            .and_then(Value::as_str)
-            .ok_or_else(|| bad(n + 1, format!("no string field {:?}", args.label_field)))?
-            .to_owned();
-        let item = ensemble
-            .item_from_json(&object, options.clone())
-            .map_err(|e| bad(n + 1, e.to_string()))?;
-        data.push(LabelledItem { item, label });
-    }
-    if data.is_empty() {
-        return Err(bad(0, "no items".into()));
-    }
-    Ok(data)
+    })
 }
 
 fn table(r: &Report) -> String {

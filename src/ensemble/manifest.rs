@@ -9,6 +9,8 @@
 //! rename_file = "renames.tsv"      # optional: `old<TAB>new` per line, applied to every model's labels
 //! fields = ["title", "description", "brand"]  # optional: the request fields; default: those the
 //!                                  # models read. Rules may name only these.
+//! validation = "valid.jsonl"       # optional: labelled JSON Lines (fields + `label`) that gates
+//!                                  # this ensemble's promotion in a hot swap (see `crate::admin`)
 //!
 //! [rename]                         # optional: inline renames, applied after rename_file
 //! "Kitchen > Knifes" = "Kitchen > Knives"
@@ -151,6 +153,8 @@ pub struct Manifest {
     pub label_file: Option<PathBuf>,
     /// The declared request fields, if the manifest declares them.
     pub fields: Option<Vec<String>>,
+    /// The validation set that gates a hot swap to this ensemble, if named. Not opened here.
+    pub validation: Option<PathBuf>,
     /// Old label name → new, from `rename_file` then `[rename]`.
     pub renames: HashMap<String, String>,
     pub models: Vec<ModelSpec>,
@@ -169,6 +173,7 @@ struct RawManifest {
     label_file: Option<Spanned<String>>,
     rename_file: Option<Spanned<String>>,
     fields: Option<Vec<String>>,
+    validation: Option<String>,
     #[serde(default)]
     rename: BTreeMap<String, String>,
     #[serde(default)]
@@ -407,6 +412,7 @@ impl Parser<'_> {
             version,
             label_file: raw.label_file.map(|f| self.resolve(f.get_ref())),
             fields: raw.fields,
+            validation: raw.validation.map(|v| self.resolve(&v)),
             renames,
             models,
             vote_line: self.header_line("[vote"),
