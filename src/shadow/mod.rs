@@ -182,6 +182,11 @@ impl Shadow {
 
     /// The report as of now.
     pub fn report(&self) -> Report {
+        self.report_with(self.report_top)
+    }
+
+    /// The report as of now, with `top` entries in its lists.
+    pub fn report_with(&self, top: usize) -> Report {
         let now = Instant::now();
         let mut stats = self.stats();
         let mut counts = stats.counts.clone();
@@ -217,8 +222,8 @@ impl Shadow {
             },
             since_staging: stats.since_staging(),
             window,
-            top_disagreements: stats.top_disagreements(self.report_top),
-            labels: stats.label_agreement(self.report_top),
+            top_disagreements: stats.top_disagreements(top),
+            labels: stats.label_agreement(top),
             untracked_pairs,
             untracked_labels,
             last_error: stats.last_error.clone(),
@@ -358,12 +363,13 @@ impl Pending {
         });
         // Counted as outstanding before they can be taken, so `settled` never sees them early.
         shadow.outstanding.send_modify(|o| *o += picked_count);
-        let queued = shadow.queue.push(mirrored) as u64;
-        shadow.settle(picked_count - queued);
+        let (queued, depth) = shadow.queue.push(mirrored);
+        let queued = queued as u64;
         let skipped = picked_count - queued;
+        shadow.settle(skipped);
         shadow.sampled.fetch_add(picked_count, Ordering::Relaxed);
         shadow.mirrored.fetch_add(queued, Ordering::Relaxed);
         shadow.skipped.fetch_add(skipped, Ordering::Relaxed);
-        telemetry::shadow_mirrored(queued, skipped, shadow.queue.depth());
+        telemetry::shadow_mirrored(queued, skipped, depth);
     }
 }

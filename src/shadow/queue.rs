@@ -86,14 +86,17 @@ impl<T> MirrorQueue<T> {
         }
     }
 
-    /// As [`QueueState::push`]; wakes the worker when something was queued. Never waits beyond
-    /// the lock, which is held only to move items.
-    pub fn push(&self, items: impl IntoIterator<Item = T>) -> usize {
-        let queued = self.lock().push(items);
+    /// As [`QueueState::push`], and the depth after it; wakes the worker when something was
+    /// queued. Never waits beyond the lock, which is held only to move items.
+    pub fn push(&self, items: impl IntoIterator<Item = T>) -> (usize, usize) {
+        let (queued, depth) = {
+            let mut state = self.lock();
+            (state.push(items), state.len())
+        };
         if queued > 0 {
             self.ready.notify_one();
         }
-        queued
+        (queued, depth)
     }
 
     /// Waits for items and takes up to `max` of them; None once the queue is closed.
@@ -181,7 +184,7 @@ mod tests {
             })
         };
         tokio::task::yield_now().await;
-        assert_eq!(q.push([1, 2]), 2);
+        assert_eq!(q.push([1, 2]), (2, 2));
         // Wait until the worker has taken them, then close.
         while q.depth() > 0 {
             tokio::task::yield_now().await;

@@ -148,6 +148,17 @@ impl Window {
         }
     }
 
+    /// Aggregates over the window as of `now`, without latency quantiles (cheap enough for every
+    /// batch).
+    pub fn totals(&mut self, now: Instant) -> Aggregate {
+        self.evict(now);
+        let mut totals = Totals::default();
+        for (_, s) in &self.samples {
+            totals.add(s);
+        }
+        totals.aggregate()
+    }
+
     /// Aggregates over the window as of `now`, with latency quantiles.
     pub fn aggregate(&mut self, now: Instant) -> Aggregate {
         self.evict(now);
@@ -428,6 +439,12 @@ mod tests {
         assert_eq!(w.shadow_seconds.max, Some(20.0));
         assert_eq!(w.live_seconds.p95, Some(0.001));
         assert_eq!(s.since_staging().shadow_seconds.p50, None);
+        let mut quick = w.clone();
+        quick.live_seconds.p50 = None;
+        quick.live_seconds.p95 = None;
+        quick.shadow_seconds.p50 = None;
+        quick.shadow_seconds.p95 = None;
+        assert_eq!(s.window.totals(t0), quick);
     }
 
     #[test]

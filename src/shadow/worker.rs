@@ -137,7 +137,7 @@ async fn record(
             stats.record(&comparison, now);
         }
         let since = stats.since_staging();
-        let window = stats.window.aggregate(now);
+        let window = stats.window.totals(now);
         telemetry::shadow_compared(
             compared,
             failed,
