@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     let protos = [
         "proto/lastmile/v1/lastmile.proto",
+        "proto/lastmile/v1/admin.proto",
         "proto/inference/grpc_service.proto",
     ];
     let mut config = tonic_prost_build::configure();
@@ -26,6 +27,37 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         config = config.type_attribute(
             format!(".lastmile.v1.{message}"),
             "#[derive(serde::Serialize)]",
+        );
+    }
+    // The admin API speaks these messages as REST JSON too (both ways: `lastmile deploy` reads
+    // them back). Missing fields take their proto defaults; requests refuse unknown fields.
+    for message in [
+        "EnsembleRef",
+        "RegistryStatus",
+        "EnsembleSummary",
+        "ModelDigest",
+        "Metrics",
+        "Validation",
+        "Rejection",
+        "SwapResult",
+    ] {
+        config = config.type_attribute(
+            format!(".lastmile.v1.{message}"),
+            "#[derive(serde::Serialize, serde::Deserialize)] #[serde(default)]",
+        );
+    }
+    for message in [
+        "LoadRequest",
+        "ValidateRequest",
+        "PromoteRequest",
+        "DeployRequest",
+        "RollbackRequest",
+        "ReleaseRequest",
+        "StatusRequest",
+    ] {
+        config = config.type_attribute(
+            format!(".lastmile.v1.{message}"),
+            "#[derive(serde::Serialize, serde::Deserialize)] #[serde(default, deny_unknown_fields)]",
         );
     }
     config

@@ -1,5 +1,6 @@
 //! lastmile: an ensemble inference server for fastText and ONNX text classifiers.
 
+pub mod admin;
 pub mod combine;
 pub mod ensemble;
 pub mod eval;

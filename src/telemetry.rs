@@ -4,7 +4,7 @@
 //! Prometheus recorder that `lastmile serve` renders at `/metrics`.
 //!
 //! Names follow `lastmile_<subsystem>_<thing>_<unit>`; label sets are small and fixed (`method`,
-//! `code`, `model`, `name`, `version`).
+//! `code`, `model`, `name`, `version`, `outcome`).
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -31,13 +31,25 @@ pub const QUEUE_WAIT: &str = "lastmile_scheduler_queue_wait_seconds";
 pub const QUEUE_ROWS: &str = "lastmile_scheduler_queue_rows";
 /// Models of the live ensemble.
 pub const MODELS_LOADED: &str = "lastmile_ensemble_models_loaded";
-/// Always 1, labelled with the live ensemble's `name` and `version`.
+/// 1 for the live ensemble's `name` and `version`, 0 for ensembles that were live before (select
+/// the current one with `lastmile_ensemble_info == 1`).
 pub const ENSEMBLE_INFO: &str = "lastmile_ensemble_info";
+/// Attempts to replace the live ensemble, by `outcome`: `promoted`, `rolled_back`, `rejected`.
+pub const SWAPS_TOTAL: &str = "lastmile_registry_swaps_total";
+/// Time to load a candidate ensemble (parse, load or share models, warm up).
+pub const LOAD_DURATION: &str = "lastmile_registry_load_duration_seconds";
+/// Time to validate a candidate (the candidate and the live ensemble on the validation set).
+pub const VALIDATION_DURATION: &str = "lastmile_registry_validation_duration_seconds";
 
 /// Histogram buckets (seconds): 50 µs to 10 s, roughly ×2.5 apart.
 const BUCKETS: &[f64] = &[
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
     2.5, 5.0, 10.0,
+];
+
+/// Buckets (seconds) for loading and validating whole ensembles: 10 ms to 10 minutes.
+const LONG_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
 ];
 
 /// Batch-size buckets (rows): powers of two up to 512.
@@ -54,6 +66,15 @@ pub fn install() -> Option<&'static PrometheusHandle> {
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)
                 .and_then(|b| {
                     b.set_buckets_for_metric(Matcher::Full(BATCH_ROWS.into()), ROW_BUCKETS)
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(LOAD_DURATION.into()), LONG_BUCKETS)
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(VALIDATION_DURATION.into()),
+                        LONG_BUCKETS,
+                    )
                 })
                 .expect("the buckets are not empty: this is a bug")
                 .build_recorder();
@@ -94,7 +115,21 @@ fn describe() {
     metrics::describe_gauge!(MODELS_LOADED, "Models of the live ensemble.");
     metrics::describe_gauge!(
         ENSEMBLE_INFO,
-        "The live ensemble's name and version (always 1)."
+        "1 for the live ensemble's name and version, 0 for those live before."
+    );
+    metrics::describe_counter!(
+        SWAPS_TOTAL,
+        "Attempts to replace the live ensemble, by outcome (promoted, rolled_back, rejected)."
+    );
+    metrics::describe_histogram!(
+        LOAD_DURATION,
+        metrics::Unit::Seconds,
+        "Time to load and warm up a candidate ensemble."
+    );
+    metrics::describe_histogram!(
+        VALIDATION_DURATION,
+        metrics::Unit::Seconds,
+        "Time to validate a candidate against the live ensemble."
     );
 }
 
@@ -138,6 +173,27 @@ pub fn items_scored(n: u64) {
 /// A request refused by admission control.
 pub fn rejected(reason: &'static str) {
     metrics::counter!(REJECTED_TOTAL, "reason" => reason).increment(1);
+}
+
+/// An ensemble is no longer live (call before [`ensemble_live`] for its successor).
+pub fn ensemble_retired(name: &str, version: &str) {
+    metrics::gauge!(ENSEMBLE_INFO, "name" => name.to_owned(), "version" => version.to_owned())
+        .set(0.0);
+}
+
+/// An attempt to replace the live ensemble ended: `promoted`, `rolled_back` or `rejected`.
+pub fn swap(outcome: &'static str) {
+    metrics::counter!(SWAPS_TOTAL, "outcome" => outcome).increment(1);
+}
+
+/// A candidate took `took` to load and warm up.
+pub fn candidate_loaded(took: Duration) {
+    metrics::histogram!(LOAD_DURATION).record(took);
+}
+
+/// A candidate took `took` to validate.
+pub fn candidate_validated(took: Duration) {
+    metrics::histogram!(VALIDATION_DURATION).record(took);
 }
 
 /// The ensemble now live.

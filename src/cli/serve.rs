@@ -1,6 +1,7 @@
 //! `lastmile serve`: load the ensemble, serve it over HTTP and gRPC until SIGTERM or SIGINT, drain,
-//! exit 0. Prints where it listens (the bound ports, so `--http-addr 127.0.0.1:0` works) and how
-//! to call it.
+//! exit 0. The admin API (hot swap, see `lastmile::admin`) listens on its own addresses; SIGHUP
+//! reloads the manifest through the same gate. Prints where it listens (the bound ports, so
+//! `--http-addr 127.0.0.1:0` works) and how to call it.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use lastmile::admin::{AdminConfig, DeployConfig, Gate};
 use lastmile::registry::Registry;
 use lastmile::server::{self, Drained, Limits, ServerConfig};
 use lastmile::shadow::{LogConfig, ShadowSettings};
@@ -44,6 +46,76 @@ pub struct ServeArgs {
     drain_timeout: f64,
     #[command(flatten)]
     shadow: ShadowArgs,
+    #[command(flatten)]
+    admin: Box<AdminArgs>,
+}
+
+/// The admin API (hot swap: load, validate, promote, rollback) and what reloads the manifest.
+#[derive(Args)]
+struct AdminArgs {
+    /// Address of the admin REST API (/admin/v1/...). Keep it on loopback, or set --admin-token.
+    #[arg(long, env = "LASTMILE_ADMIN_ADDR", default_value = "127.0.0.1:8002")]
+    admin_addr: SocketAddr,
+    /// Address of the admin gRPC API (lastmile.v1.Admin).
+    #[arg(
+        long,
+        env = "LASTMILE_ADMIN_GRPC_ADDR",
+        default_value = "127.0.0.1:8003"
+    )]
+    admin_grpc_addr: SocketAddr,
+    /// Bearer token every admin call must carry (`authorization: Bearer <token>`). Required when
+    /// an admin address is not loopback.
+    #[arg(long, env = "LASTMILE_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Do not keep the replaced ensemble for rollback: free it as soon as its last request ends.
+    #[arg(long, env = "LASTMILE_NO_KEEP_PREVIOUS")]
+    no_keep_previous: bool,
+    /// Promotion gate: a candidate's top-1 accuracy on the validation set must reach this (0-1).
+    #[arg(long, env = "LASTMILE_MIN_ACCURACY", default_value_t = 0.0)]
+    min_accuracy: f64,
+    /// Promotion gate: how far below the live ensemble's top-1 a candidate's may fall (0-1; 0: at
+    /// least as good as live).
+    #[arg(long, env = "LASTMILE_MAX_DROP", default_value_t = 0.0)]
+    max_drop: f64,
+    /// Poll the manifest every this many seconds and deploy it when its content changes (0: off).
+    /// SIGHUP always reloads it.
+    #[arg(long, env = "LASTMILE_WATCH_MANIFEST", default_value_t = 0.0)]
+    watch_manifest: f64,
+    /// Items run through a candidate before it may be promoted.
+    #[arg(long, env = "LASTMILE_WARMUP_ITEMS", default_value_t = DeployConfig::default().warmup_items)]
+    warmup_items: usize,
+}
+
+impl AdminArgs {
+    fn config(self, ensemble: &EnsembleArgs) -> Result<AdminConfig, Failure> {
+        let usage = |message: String| Failure { message, code: 2 };
+        let gate = Gate::default()
+            .with(Some(self.min_accuracy), Some(self.max_drop))
+            .map_err(|m| usage(format!("--{}", m.replacen('_', "-", 1))))?;
+        if !(self.watch_manifest.is_finite() && self.watch_manifest >= 0.0) {
+            return Err(usage(
+                "--watch-manifest must be a number of seconds >= 0".into(),
+            ));
+        }
+        let config = AdminConfig {
+            http_addr: self.admin_addr,
+            grpc_addr: self.admin_grpc_addr,
+            token: self.admin_token,
+            deploy: DeployConfig {
+                load_threads: ensemble.threads,
+                gate,
+                warmup_items: self.warmup_items,
+                ..DeployConfig::default()
+            },
+            keep_previous: !self.no_keep_previous,
+            manifest: Some(ensemble.manifest.clone()),
+            sighup: true,
+            watch: (self.watch_manifest > 0.0)
+                .then(|| Duration::from_secs_f64(self.watch_manifest)),
+        };
+        config.check().map_err(usage)?;
+        Ok(config)
+    }
 }
 
 /// How a shadow ensemble runs once one is staged (`lastmile deploy --shadow`).
@@ -105,6 +177,8 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
         });
     }
     let shadow = args.shadow.settings()?;
+    let admin = args.admin.config(&args.ensemble)?;
+    let (admin_http, admin_grpc) = (admin.http_addr, admin.grpc_addr);
     let (ensemble, pool) = load(&args.ensemble)?;
     let summary = format!(
         "ensemble {:?} version {} ({} models, {} labels, {} compute threads)",
@@ -116,6 +190,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
     );
     let first_field = ensemble.fields.first().cloned().unwrap_or_default();
     let name = ensemble.name.clone();
+    let manifest = args.ensemble.manifest.clone();
     let registry = Arc::new(Registry::new(ensemble));
     let config = ServerConfig {
         http_addr: args.http_addr,
@@ -128,6 +203,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
         },
         drain_timeout: Duration::from_secs_f64(args.drain_timeout),
         handle_signals: true,
+        admin: Some(admin),
         shadow,
         hold: None,
     };
@@ -140,7 +216,8 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             .await
             .map_err(|e| Failure {
                 message: format!(
-                    "cannot listen on {} (HTTP) and {} (gRPC): {e}",
+                    "cannot listen on {} (HTTP), {} (gRPC), {admin_http} (admin REST) and \
+                     {admin_grpc} (admin gRPC): {e}",
                     args.http_addr, args.grpc_addr
                 ),
                 code: 1,
@@ -153,6 +230,15 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             "  try:  curl -s http://{http}/v1/predict -H 'content-type: application/json' \
              -d '{{\"item\": {{\"{first_field}\": \"steel chef knife\"}}}}'"
         );
+        if let Some(admin) = &handle.admin {
+            println!(
+                "  admin http://{}  (GET /admin/v1/status, POST /admin/v1/deploy, /load, /validate, \
+                 /promote, /rollback, /release), gRPC {} (lastmile.v1.Admin); SIGHUP reloads {}",
+                admin.http_addr,
+                admin.grpc_addr,
+                manifest.display()
+            );
+        }
         tracing::info!(%http, %grpc, "serving");
         match handle.wait().await? {
             Drained::Clean => eprintln!("lastmile: stopped (every in-flight request finished)"),

@@ -36,6 +36,13 @@ pub enum ErrorKind {
     PredictFailed,
     /// The client went away before the answer.
     Cancelled,
+    /// An admin call without the admin token (when the server has one).
+    Unauthenticated,
+    /// A candidate ensemble that cannot be promoted: it did not load, warm up or pass the gate.
+    Rejected,
+    /// An admin call that does not fit the registry's state (no candidate to promote, no previous
+    /// ensemble to roll back to).
+    Conflict,
     /// A bug.
     Internal,
 }
@@ -55,11 +62,14 @@ impl ErrorKind {
             ErrorKind::ShuttingDown => "shutting_down",
             ErrorKind::PredictFailed => "predict_failed",
             ErrorKind::Cancelled => "cancelled",
+            ErrorKind::Unauthenticated => "unauthenticated",
+            ErrorKind::Rejected => "rejected",
+            ErrorKind::Conflict => "conflict",
             ErrorKind::Internal => "internal",
         }
     }
 
-    const ALL: [ErrorKind; 12] = [
+    const ALL: [ErrorKind; 15] = [
         ErrorKind::BadRequest,
         ErrorKind::InvalidInput,
         ErrorKind::TooManyItems,
@@ -71,6 +81,9 @@ impl ErrorKind {
         ErrorKind::ShuttingDown,
         ErrorKind::PredictFailed,
         ErrorKind::Cancelled,
+        ErrorKind::Unauthenticated,
+        ErrorKind::Rejected,
+        ErrorKind::Conflict,
         ErrorKind::Internal,
     ];
 
@@ -90,6 +103,9 @@ impl ErrorKind {
             ErrorKind::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             // 499 is nginx's "client closed request"; nobody reads it, but the metrics do.
             ErrorKind::Cancelled => StatusCode::from_u16(499).expect("499 is a valid status"),
+            ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ErrorKind::Rejected => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::PredictFailed | ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -106,6 +122,8 @@ impl ErrorKind {
             ErrorKind::MethodNotAllowed => Code::Unimplemented,
             ErrorKind::ShuttingDown => Code::Unavailable,
             ErrorKind::Cancelled => Code::Cancelled,
+            ErrorKind::Unauthenticated => Code::Unauthenticated,
+            ErrorKind::Rejected | ErrorKind::Conflict => Code::FailedPrecondition,
             ErrorKind::PredictFailed | ErrorKind::Internal => Code::Internal,
         }
     }
@@ -114,8 +132,10 @@ impl ErrorKind {
     /// panic turned into 500): the nearest kind, for the metrics.
     pub fn from_http_status(status: StatusCode) -> ErrorKind {
         match status.as_u16() {
+            401 => ErrorKind::Unauthenticated,
             404 => ErrorKind::NotFound,
             405 => ErrorKind::MethodNotAllowed,
+            409 => ErrorKind::Conflict,
             413 => ErrorKind::BodyTooLarge,
             422 => ErrorKind::InvalidInput,
             429 => ErrorKind::Overloaded,
@@ -134,6 +154,7 @@ impl ErrorKind {
             Code::ResourceExhausted => ErrorKind::Overloaded,
             Code::Unavailable => ErrorKind::ShuttingDown,
             Code::Cancelled | Code::DeadlineExceeded => ErrorKind::Cancelled,
+            Code::Unauthenticated => ErrorKind::Unauthenticated,
             _ => ErrorKind::Internal,
         }
     }

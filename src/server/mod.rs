@@ -9,7 +9,7 @@ mod describe;
 pub mod error;
 mod grpc;
 mod http;
-mod metered;
+pub(crate) mod metered;
 mod openapi;
 mod state;
 mod v2;
@@ -28,8 +28,10 @@ use tonic::transport::server::TcpIncoming;
 
 pub use admission::{Hold, Limits};
 pub use error::{ApiError, ErrorKind};
+pub(crate) use http::parse_json;
 pub use state::AppState;
 
+use crate::admin::{AdminConfig, AdminHandle};
 use crate::proto::inference::grpc_inference_service_server::GrpcInferenceServiceServer;
 use crate::proto::lastmile::v1::lastmile_server::LastmileServer;
 use crate::registry::Registry;
@@ -47,6 +49,8 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// Begin shutdown on SIGTERM or SIGINT (the binary does; tests may not).
     pub handle_signals: bool,
+    /// The admin API (hot swap) on its own addresses; None: no admin API.
+    pub admin: Option<AdminConfig>,
     /// How shadow ensembles run once one is staged (none is at start).
     pub shadow: ShadowSettings,
     /// Test hook: hold admitted requests until released. None in production.
@@ -62,6 +66,7 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             drain_timeout: Duration::from_secs(30),
             handle_signals: false,
+            admin: None,
             shadow: ShadowSettings::default(),
             hold: None,
         }
@@ -82,6 +87,8 @@ pub struct Handle {
     pub http_addr: SocketAddr,
     pub grpc_addr: SocketAddr,
     pub state: Arc<AppState>,
+    /// The admin API, if configured.
+    pub admin: Option<AdminHandle>,
     shutdown_tx: watch::Sender<bool>,
     draining_rx: watch::Receiver<bool>,
     task: JoinHandle<std::io::Result<Drained>>,
@@ -131,6 +138,12 @@ pub async fn start(
     if config.handle_signals {
         spawn_signal_task(shutdown_tx.clone())?;
     }
+    let admin = match config.admin.clone() {
+        Some(admin) => {
+            Some(crate::admin::start(admin, Arc::clone(&state), shutdown_rx.clone()).await?)
+        }
+        None => None,
+    };
 
     let app = http::router(Arc::clone(&state), metrics);
     let http_shutdown = signalled(shutdown_rx.clone());
@@ -221,6 +234,7 @@ pub async fn start(
         http_addr,
         grpc_addr,
         state,
+        admin,
         shutdown_tx,
         draining_rx,
         task,
