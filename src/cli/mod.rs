@@ -3,6 +3,7 @@
 
 mod bench;
 mod check;
+mod deploy;
 mod eval;
 mod predict;
 mod serve;
@@ -55,6 +56,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Serve the ensemble over gRPC, REST JSON and the Open Inference Protocol (KServe V2).
     Serve(serve::ServeArgs),
+    /// Replace a running server's ensemble: load, validate against live, promote (or reject).
+    Deploy(deploy::DeployArgs),
 }
 
 /// Where the ensemble comes from and what it runs on; shared by every subcommand that loads one.
@@ -99,6 +102,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Serve(args) => serve::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Deploy(args) => deploy::run(args),
     }
 }
 
