@@ -75,6 +75,22 @@ async fn unchanged_models_are_not_loaded_twice() {
         ova.bytes
     );
 
+    // The swap is in the metrics: its outcome, the load time, and which version is live.
+    let metrics = reqwest::get(format!("{}/metrics", server.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "lastmile_registry_swaps_total{outcome=\"promoted\"} 1",
+        "lastmile_ensemble_info{name=\"starter\",version=\"2\"} 1",
+        "lastmile_ensemble_info{name=\"starter\",version=\"1\"} 0",
+        "lastmile_registry_load_duration_seconds_count 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+
     // Rolling back and deploying v2 again shares all seven (with the ensemble now previous).
     let (code, _) = server.admin("POST", "/admin/v1/rollback", None).await;
     assert_eq!(code, 200);

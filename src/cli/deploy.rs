@@ -203,10 +203,10 @@ fn promoted(r: &pb::SwapResult) -> String {
     };
     if let Some(l) = live.filter(|_| r.outcome != "unchanged") {
         out += &format!(
-            "  {} models ({} shared with an ensemble already loaded), loaded in {:.2} s; models digest {}\n",
+            "  {} models ({} shared with an ensemble already loaded), loaded in {}; models digest {}\n",
             l.model_count,
             l.models_reused,
-            l.load_seconds,
+            seconds(l.load_seconds),
             &l.models_digest[..l.models_digest.len().min(16)]
         );
     }
@@ -225,12 +225,22 @@ fn promoted(r: &pb::SwapResult) -> String {
     out
 }
 
+/// `850.2 ms`, `12.34 s`.
+fn seconds(s: f64) -> String {
+    if s < 1.0 {
+        format!("{:.1} ms", s * 1e3)
+    } else {
+        format!("{s:.2} s")
+    }
+}
+
 fn validation(v: &pb::Validation) -> String {
     let top = |m: &Option<pb::Metrics>| m.as_ref().map_or(0.0, |m| m.top1);
     format!(
-        "  validation on {} ({} items): candidate top-1 {:.4}, live top-1 {:.4} (min_accuracy {:.4}, max_drop {:.4}): {}\n",
+        "  validation on {} ({} items, {}): candidate top-1 {:.4}, live top-1 {:.4} (min_accuracy {:.4}, max_drop {:.4}): {}\n",
         v.data,
         v.items,
+        seconds(v.seconds),
         top(&v.candidate_metrics),
         top(&v.live_metrics),
         v.min_accuracy,
