@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "proto/lastmile/v1/lastmile.proto",
         "proto/lastmile/v1/admin.proto",
+        "proto/lastmile/v1/shadow.proto",
         "proto/inference/grpc_service.proto",
     ];
     let mut config = tonic_prost_build::configure();
@@ -54,6 +55,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "RollbackRequest",
         "ReleaseRequest",
         "StatusRequest",
+        "StageShadowRequest",
+        "ShadowReportRequest",
+        "StopShadowRequest",
     ] {
         config = config.type_attribute(
             format!(".lastmile.v1.{message}"),

@@ -8,8 +8,8 @@
 //!   released (never kept with `keep_previous` off).
 //! - **candidate**: loaded and warmed beside the live one, waiting for validation and promotion.
 //! - the **shadow** ensemble (mirrored traffic, `crate::shadow`) is kept by the serving state
-//!   (`AppState::shadow`), not here; the status proto keeps field numbers for it, and admin calls
-//!   reach it through `admin::AdminState::app`.
+//!   (`AppState::shadow`), not here; the admin status adds it (`admin::AdminState::status`), and
+//!   promoting it stages it here as the candidate first.
 //!
 //! Every slot change happens with the slots locked, and the live pointer is stored with them
 //! locked too, so the status is always consistent. The lock is held for pointer moves only; loading
@@ -308,6 +308,8 @@ impl Registry {
             swaps: slots.swaps,
             keep_previous: slots.keep_previous,
             resident_model_bytes,
+            // Added by the admin status, which knows the serving state.
+            shadow: None,
         }
     }
 

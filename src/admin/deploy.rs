@@ -157,6 +157,29 @@ impl Deployer {
                 validation: None,
             });
         }
+        self.promote_or_release(candidate, req, trigger).await
+    }
+
+    /// Stages `held`, an ensemble loaded beside the live one (a shadow), as the candidate and
+    /// promotes it as [`Deployer::deploy`] does a freshly loaded one: through the gate, in one
+    /// swap; rejected, it leaves the candidate slot.
+    pub async fn promote_held(
+        &self,
+        held: Held,
+        req: &GateRequest,
+        trigger: Trigger,
+    ) -> Result<pb::SwapResult, ApiError> {
+        let _busy = self.busy.lock().await;
+        drop(self.registry.stage(held.clone()));
+        self.promote_or_release(held, req, trigger).await
+    }
+
+    async fn promote_or_release(
+        &self,
+        candidate: Held,
+        req: &GateRequest,
+        trigger: Trigger,
+    ) -> Result<pb::SwapResult, ApiError> {
         let result = self.promote_locked(candidate.clone(), req, trigger).await;
         if result.is_err() {
             // Rejected: free it (its summary and the reason stay in the status).

@@ -22,7 +22,7 @@ impl Admin for AdminGrpc {
         &self,
         _: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::RegistryStatus>, Status> {
-        Ok(Response::new(self.state.deployer.status()))
+        Ok(Response::new(self.state.status()))
     }
 
     async fn load(

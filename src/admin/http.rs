@@ -31,6 +31,7 @@ pub fn router(state: Arc<AdminState>, auth: AdminAuth) -> Router {
         .route("/admin/v1/deploy", post(deploy))
         .route("/admin/v1/rollback", post(rollback))
         .route("/admin/v1/release", post(release))
+        .merge(super::shadow::routes())
         .fallback(|| async { ApiError::not_found("no such admin route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -44,7 +45,7 @@ pub fn router(state: Arc<AdminState>, auth: AdminAuth) -> Router {
 }
 
 /// A JSON body (empty: `{}`), or what is wrong with it.
-fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
+pub(super) fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
     let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else {
@@ -80,7 +81,7 @@ pub fn slot(name: &str) -> Result<Slot, ApiError> {
 }
 
 async fn status(State(s): State<Arc<AdminState>>) -> Json<pb::RegistryStatus> {
-    Json(s.deployer.status())
+    Json(s.status())
 }
 
 async fn load(State(s): State<Arc<AdminState>>, bytes: Bytes) -> Reply<pb::EnsembleSummary> {

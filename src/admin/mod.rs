@@ -46,6 +46,7 @@
 //! | `POST /admin/v1/deploy` | `{"manifest": PATH, "validation"?, "min_accuracy"?, "max_drop"?}` | as promote; `"unchanged"` when identical to live |
 //! | `POST /admin/v1/rollback` | | `{"outcome": "rolled_back", ...}`: swaps live and previous |
 //! | `POST /admin/v1/release` | `{"slot": "previous" \| "candidate"}` | the status |
+//! | `POST /admin/v1/shadow/stage`, `GET .../shadow/report`, `POST .../shadow/stop`, `POST .../shadow/promote` | see [`shadow`] | shadow mode |
 //!
 //! Paths are read by the server (relative ones against its working directory). A rejected
 //! candidate answers 422 `{"code": "rejected", "error": REASON}` (gRPC FAILED_PRECONDITION);
@@ -80,6 +81,7 @@ mod deploy;
 mod gate;
 mod grpc;
 mod http;
+mod shadow;
 mod triggers;
 
 use std::net::SocketAddr;
@@ -95,8 +97,10 @@ use tonic::transport::server::TcpIncoming;
 pub use auth::AdminAuth;
 pub use deploy::{DeployConfig, Deployer, GateRequest};
 pub use gate::{Decision, Gate};
+pub use shadow::ShadowStaging;
 
 use crate::proto::lastmile::v1::admin_server::AdminServer;
+use crate::proto::lastmile::v1::shadow_server::ShadowServer;
 use crate::server::metered::{MeteredLayer, Transport};
 use crate::server::AppState;
 
@@ -168,6 +172,8 @@ impl AdminConfig {
 pub struct AdminState {
     pub deployer: Arc<Deployer>,
     pub app: Arc<AppState>,
+    /// How the running shadow was loaded (see [`shadow`]).
+    pub shadow: ShadowStaging,
 }
 
 /// The running admin side.
@@ -195,6 +201,7 @@ pub async fn start(
     let state = Arc::new(AdminState {
         deployer: Arc::clone(&deployer),
         app,
+        shadow: ShadowStaging::default(),
     });
     let auth = AdminAuth::new(config.token.as_deref());
 
@@ -211,6 +218,12 @@ pub async fn start(
             .await
     });
 
+    let shadow_service = ShadowServer::with_interceptor(
+        shadow::ShadowGrpc {
+            state: Arc::clone(&state),
+        },
+        auth.grpc(),
+    );
     let service = AdminServer::with_interceptor(grpc::AdminGrpc { state }, auth.grpc());
     // Reflection (for grpcurl), behind the same check.
     let reflection = tonic_reflection::server::Builder::configure()
@@ -224,6 +237,7 @@ pub async fn start(
                 body_limit: 4 << 20,
             }))
             .add_service(service)
+            .add_service(shadow_service)
             .add_service(reflection)
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(grpc_listener),

@@ -1,7 +1,9 @@
 //! `lastmile deploy`: asks a running server to load a new manifest, validate it against the live
 //! ensemble and promote it (`POST /admin/v1/deploy`), prints what happened, and exits 0 when the
 //! new ensemble is live (or already was), 2 when it was rejected, 1 when the server could not be
-//! asked. For shells and CI pipelines.
+//! asked. For shells and CI pipelines. With `--shadow` it stages the manifest as the shadow
+//! instead (`POST /admin/v1/shadow/stage`): a share of live items is also answered by it and
+//! compared, and `lastmile shadow` reads the report, stops or promotes it.
 //!
 //! The server reads the manifest and the validation set from its own file system: the paths are
 //! made absolute against this command's working directory and sent as they are, so they must name
@@ -12,19 +14,15 @@ use std::time::Duration;
 
 use clap::Args;
 use lastmile::proto::lastmile::v1 as pb;
+use lastmile::shadow::Report;
 use serde_json::{json, Value};
 
 use super::Failure;
 
 #[derive(Args)]
 pub struct DeployArgs {
-    /// The server's admin REST API (its --admin-addr).
-    #[arg(
-        long,
-        env = "LASTMILE_ADMIN_URL",
-        default_value = "http://127.0.0.1:8002"
-    )]
-    server: String,
+    #[command(flatten)]
+    admin: AdminArgs,
     /// The new ensemble's manifest (a path the server can read; sent absolute).
     #[arg(long, env = "LASTMILE_DEPLOY_MANIFEST")]
     manifest: PathBuf,
@@ -39,23 +37,58 @@ pub struct DeployArgs {
     /// --max-drop).
     #[arg(long, env = "LASTMILE_DEPLOY_MAX_DROP")]
     max_drop: Option<f64>,
+    /// Stage the manifest as the shadow instead of promoting it: --fraction of live items are
+    /// also answered by it and the answers compared (clients only get live answers). Then
+    /// `lastmile shadow report`, `lastmile shadow promote` or `lastmile shadow stop`.
+    #[arg(long, env = "LASTMILE_DEPLOY_SHADOW", conflicts_with_all = ["validation", "min_accuracy", "max_drop"])]
+    shadow: bool,
+    /// With --shadow: the share of live items mirrored to the shadow, in (0, 1].
+    #[arg(long, env = "LASTMILE_DEPLOY_FRACTION", default_value_t = 0.1)]
+    fraction: f64,
+    /// With --shadow: seed of the per-item sampling.
+    #[arg(long, env = "LASTMILE_DEPLOY_SEED", default_value_t = 0)]
+    seed: u64,
+}
+
+/// How to reach a server's admin API; shared by the commands that drive it (global: given
+/// before or after a subcommand).
+#[derive(Args)]
+pub struct AdminArgs {
+    /// The server's admin REST API (its --admin-addr).
+    #[arg(
+        long,
+        env = "LASTMILE_ADMIN_URL",
+        global = true,
+        default_value = "http://127.0.0.1:8002"
+    )]
+    server: String,
     /// The server's admin token.
-    #[arg(long, env = "LASTMILE_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "LASTMILE_ADMIN_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
     token: Option<String>,
     /// Seconds to wait for the answer (loading and validating a large ensemble takes a while).
-    #[arg(long, env = "LASTMILE_DEPLOY_TIMEOUT", default_value_t = 900.0)]
+    #[arg(
+        long,
+        env = "LASTMILE_DEPLOY_TIMEOUT",
+        default_value_t = 900.0,
+        global = true
+    )]
     timeout: f64,
     /// Print the server's answer as JSON instead of a summary.
-    #[arg(long, env = "LASTMILE_DEPLOY_JSON")]
-    json: bool,
+    #[arg(long, env = "LASTMILE_DEPLOY_JSON", global = true)]
+    pub json: bool,
 }
 
 pub fn run(args: DeployArgs) -> Result<(), Failure> {
     let usage = |message: String| Failure { message, code: 1 };
-    if !(args.timeout.is_finite() && args.timeout > 0.0) {
-        return Err(usage("--timeout must be a number of seconds > 0".into()));
-    }
     let manifest = absolute(&args.manifest)?;
+    if args.shadow {
+        return stage_shadow(&args, manifest);
+    }
     let mut body = json!({ "manifest": manifest });
     if let Some(v) = &args.validation {
         body["validation"] = json!(absolute(v)?);
@@ -66,14 +99,11 @@ pub fn run(args: DeployArgs) -> Result<(), Failure> {
     if let Some(x) = args.max_drop {
         body["max_drop"] = json!(x);
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let admin = Admin::new(&args)?;
+    let admin = Admin::new(&args.admin)?;
+    block_on(async {
         let (status, answer) = admin.send("POST", "/admin/v1/deploy", Some(&body)).await?;
         if status == 200 {
-            if args.json {
+            if args.admin.json {
                 println!("{}", pretty(&answer));
             } else {
                 let result: pb::SwapResult = serde_json::from_value(answer)
@@ -95,7 +125,7 @@ pub fn run(args: DeployArgs) -> Result<(), Failure> {
             .await
             .ok()
             .and_then(|(_, v)| serde_json::from_value::<pb::RegistryStatus>(v).ok());
-        if args.json {
+        if args.admin.json {
             let status = status.map(|s| serde_json::to_value(s).expect("statuses serialise"));
             println!(
                 "{}",
@@ -111,6 +141,59 @@ pub fn run(args: DeployArgs) -> Result<(), Failure> {
     })
 }
 
+/// `--shadow`: stages the manifest as the shadow; exit 0 staged, 2 rejected (cannot be loaded).
+fn stage_shadow(args: &DeployArgs, manifest: String) -> Result<(), Failure> {
+    let body = json!({ "manifest": manifest, "fraction": args.fraction, "seed": args.seed });
+    let admin = Admin::new(&args.admin)?;
+    block_on(async {
+        let (status, answer) = admin
+            .send("POST", "/admin/v1/shadow/stage", Some(&body))
+            .await?;
+        if status != 200 {
+            return Err(refused(status, &answer, "staging the shadow"));
+        }
+        if args.admin.json {
+            println!("{}", pretty(&answer));
+        } else {
+            let report: Report = serde_json::from_value(answer).map_err(|e| Failure {
+                message: format!("unexpected answer from the server: {e}"),
+                code: 1,
+            })?;
+            println!(
+                "shadow: {:?} version {:?} staged beside live; {:.1} % of live items are mirrored to \
+                 it (queue of {} items)",
+                report.shadow.name,
+                report.shadow.version,
+                report.fraction * 100.0,
+                report.queue.capacity
+            );
+            println!("  compare: lastmile shadow report; then lastmile shadow promote (or stop)");
+        }
+        Ok(())
+    })
+}
+
+/// A non-200 answer as the command's failure: exit 2 when the server rejected the ensemble, 1
+/// otherwise.
+pub(super) fn refused(status: u16, answer: &Value, doing: &str) -> Failure {
+    let code = answer["code"].as_str().unwrap_or_default();
+    let error = answer["error"].as_str().unwrap_or_default();
+    Failure {
+        message: format!("the server refused {doing} ({status} {code}): {error}"),
+        code: if code == "rejected" { 2 } else { 1 },
+    }
+}
+
+/// Runs an admin call to its end on a one-thread runtime.
+pub(super) fn block_on<T>(
+    f: impl std::future::Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
+}
+
 fn absolute(path: &Path) -> Result<String, Failure> {
     std::path::absolute(path)
         .map(|p| p.display().to_string())
@@ -121,14 +204,20 @@ fn absolute(path: &Path) -> Result<String, Failure> {
 }
 
 /// The admin REST API of one server.
-struct Admin {
+pub(super) struct Admin {
     client: reqwest::Client,
     base: String,
     token: Option<String>,
 }
 
 impl Admin {
-    fn new(args: &DeployArgs) -> Result<Admin, Failure> {
+    pub(super) fn new(args: &AdminArgs) -> Result<Admin, Failure> {
+        if !(args.timeout.is_finite() && args.timeout > 0.0) {
+            return Err(Failure {
+                message: "--timeout must be a number of seconds > 0".into(),
+                code: 1,
+            });
+        }
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs_f64(args.timeout))
             .build()
@@ -144,7 +233,7 @@ impl Admin {
     }
 
     /// The status code and the JSON answer.
-    async fn send(
+    pub(super) async fn send(
         &self,
         method: &str,
         path: &str,
@@ -177,7 +266,7 @@ impl Admin {
     }
 }
 
-fn pretty(v: &Value) -> String {
+pub(super) fn pretty(v: &Value) -> String {
     serde_json::to_string_pretty(v).expect("JSON values serialise")
 }
 
@@ -188,7 +277,7 @@ fn named(s: Option<&pb::EnsembleSummary>) -> String {
     )
 }
 
-fn promoted(r: &pb::SwapResult) -> String {
+pub(super) fn promoted(r: &pb::SwapResult) -> String {
     let live = r.live.as_ref();
     let mut out = match r.outcome.as_str() {
         "unchanged" => format!(
@@ -249,7 +338,7 @@ fn validation(v: &pb::Validation) -> String {
     )
 }
 
-fn rejected(error: &str, status: Option<&pb::RegistryStatus>) -> String {
+pub(super) fn rejected(error: &str, status: Option<&pb::RegistryStatus>) -> String {
     let mut out = format!("rejected: {error}\n");
     if let Some(s) = status {
         if let Some(v) = s

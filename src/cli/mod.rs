@@ -7,6 +7,7 @@ mod deploy;
 mod eval;
 mod predict;
 mod serve;
+mod shadow;
 
 use std::path::PathBuf;
 
@@ -58,6 +59,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Replace a running server's ensemble: load, validate against live, promote (or reject).
     Deploy(deploy::DeployArgs),
+    /// A running server's shadow ensemble (staged with `deploy --shadow`): its comparison with
+    /// live, stop it, promote it.
+    Shadow(shadow::ShadowArgs),
 }
 
 /// Where the ensemble comes from and what it runs on; shared by every subcommand that loads one.
@@ -103,6 +107,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Eval(args) => eval::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Deploy(args) => deploy::run(args),
+        Command::Shadow(args) => shadow::run(args),
     }
 }
 

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use lastmile::admin::{AdminConfig, DeployConfig};
 use lastmile::ensemble::{Ensemble, ItemAnswer, ItemOptions, ValidItem};
 use lastmile::proto::inference as v2;
 use lastmile::proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
@@ -67,8 +68,30 @@ pub struct Server {
     pub grpc: String,
 }
 
+/// The admin token of [`Server::start_admin`].
+pub const TOKEN: &str = "shadow-test-token";
+
 impl Server {
     pub async fn start(settings: ShadowSettings) -> Server {
+        Self::start_with(settings, None).await
+    }
+
+    /// With the admin API (REST and gRPC) on free ports, behind [`TOKEN`].
+    pub async fn start_admin(settings: ShadowSettings) -> Server {
+        let admin = AdminConfig {
+            http_addr: "127.0.0.1:0".parse().unwrap(),
+            grpc_addr: "127.0.0.1:0".parse().unwrap(),
+            token: Some(TOKEN.into()),
+            deploy: DeployConfig {
+                load_threads: 2,
+                ..DeployConfig::default()
+            },
+            ..AdminConfig::default()
+        };
+        Self::start_with(settings, Some(admin)).await
+    }
+
+    async fn start_with(settings: ShadowSettings, admin: Option<AdminConfig>) -> Server {
         let pool = Arc::new(ComputePool::new(2).expect("a compute pool"));
         let ensemble = Arc::new(Ensemble::load(&starter(), 2).expect("the starter loads"));
         let config = ServerConfig {
@@ -76,6 +99,7 @@ impl Server {
             grpc_addr: "127.0.0.1:0".parse().unwrap(),
             limits: Limits::default(),
             shadow: settings,
+            admin,
             ..ServerConfig::default()
         };
         let handle = server::start(Arc::new(Registry::new(ensemble)), pool, config)
@@ -270,6 +294,48 @@ impl Server {
             .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
             .collect();
         zip_rows(labels, scores, top_k)
+    }
+
+    /// `http://127.0.0.1:PORT` of the admin REST API.
+    pub fn admin_http(&self) -> String {
+        format!(
+            "http://{}",
+            self.handle.admin.as_ref().expect("an admin API").http_addr
+        )
+    }
+
+    /// A call to the admin REST API with the token: the status and the JSON answer.
+    pub async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.admin_as(Some(TOKEN), method, path, body).await
+    }
+
+    pub async fn admin_as(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let client = reqwest::Client::new();
+        let url = format!("{}{path}", self.admin_http());
+        let mut req = if method == "GET" {
+            client.get(url)
+        } else {
+            client.post(url)
+        };
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let response = req.send().await.expect("the admin API answers");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn metrics(&self) -> String {
