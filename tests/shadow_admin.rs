@@ -12,19 +12,7 @@ use lastmile::proto::lastmile::v1 as pb;
 use lastmile::proto::lastmile::v1::shadow_client::ShadowClient;
 use lastmile::shadow::{Report, ShadowSettings};
 use serde_json::{json, Value};
-use shadow_support::{root, starter_variant, titles, Server, TOKEN, TRANSPORTS};
-
-/// The shadow of these tests: the starter with a rank vote and "pack" forced to board games.
-fn variant(dir: &Path) -> PathBuf {
-    starter_variant(dir, "2", |text| {
-        let (head, _) = text.split_once("[[rule]]").unwrap();
-        head.replace(
-            "strategy = \"soft\"\nagreement_k",
-            "strategy = \"rank\"\nagreement_k",
-        ) + "[[rule]]\ntype = \"keyword\"\nname = \"packs\"\nfield = \"title\"\n\
-               keywords = [\"pack\"]\nlabel = \"board_games\"\naction = \"force\"\n"
-    })
-}
+use shadow_support::{known_variant, root, titles, Server, TOKEN, TRANSPORTS};
 
 /// The fastText validation texts as labelled JSON Lines; `label` replaces every right answer.
 fn labelled(dir: &Path, name: &str, label: Option<&str>) -> PathBuf {
@@ -56,7 +44,7 @@ fn report(v: Value) -> Report {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stage_report_reject_and_promote_over_rest() {
     let dir = tempfile::tempdir().unwrap();
-    let manifest = variant(dir.path());
+    let manifest = known_variant(dir.path());
     let server = Server::start_admin(ShadowSettings::default()).await;
 
     // The token guards the shadow routes like every admin route.
@@ -171,7 +159,7 @@ async fn stage_report_reject_and_promote_over_rest() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stage_report_and_stop_over_grpc() {
     let dir = tempfile::tempdir().unwrap();
-    let manifest = variant(dir.path());
+    let manifest = known_variant(dir.path());
     let server = Server::start_admin(ShadowSettings::default()).await;
     let addr = format!("http://{}", server.handle.admin.as_ref().unwrap().grpc_addr);
     let mut client = ShadowClient::connect(addr).await.unwrap();
@@ -255,9 +243,9 @@ fn stdout(out: &Output) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lastmile_deploy_shadow_then_report_and_stop() {
+async fn lastmile_deploy_shadow_report_stop_and_promote() {
     let dir = tempfile::tempdir().unwrap();
-    let manifest = variant(dir.path());
+    let manifest = known_variant(dir.path());
     let server = Server::start_admin(ShadowSettings::default()).await;
 
     let manifest = manifest.display().to_string();
@@ -309,4 +297,46 @@ async fn lastmile_deploy_shadow_then_report_and_stop() {
     let out = lastmile(&server, &["shadow", "stop"]).await;
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("no shadow is running"));
+
+    // Staged again and promoted through the gate: rejected (exit 2, live unchanged), then passed.
+    let out = lastmile(&server, &["deploy", "--shadow", "--manifest", &manifest]).await;
+    assert!(out.status.success(), "{out:?}");
+    let wrong = labelled(dir.path(), "wrong.jsonl", Some("garden_tools"));
+    let wrong = wrong.display().to_string();
+    let out = lastmile(
+        &server,
+        &[
+            "shadow",
+            "promote",
+            "--validation",
+            &wrong,
+            "--min-accuracy",
+            "0.5",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        stdout(&out).contains("the shadow keeps running"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(server.live().version, "1");
+    let right = labelled(dir.path(), "right.jsonl", None);
+    let right = right.display().to_string();
+    let out = lastmile(
+        &server,
+        &[
+            "shadow",
+            "promote",
+            "--validation",
+            &right,
+            "--max-drop",
+            "1",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout(&out).starts_with("promoted"), "{}", stdout(&out));
+    assert_eq!(server.live().version, "2");
 }

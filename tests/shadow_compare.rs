@@ -15,7 +15,7 @@ use lastmile::shadow::{
     Counts, LabelAgreement, LogConfig, PairCount, Sampler, ShadowSettings, StageOptions,
 };
 use serde_json::Value;
-use shadow_support::{ranked, starter, starter_variant, titles, Server, TRANSPORTS};
+use shadow_support::{known_variant, ranked, starter, titles, Server, TRANSPORTS};
 
 const K: usize = 5;
 
@@ -40,15 +40,7 @@ fn all_mirrored(n: u64) -> Counts {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shadow_equal_to_live_agrees_on_every_item_from_every_transport() {
     let server = Server::start(ShadowSettings::default()).await;
-    let shadow = Arc::new(server.load(&starter()));
-    let staged = server.handle.state.shadow.stage(
-        shadow,
-        StageOptions {
-            fraction: 1.0,
-            seed: 0,
-        },
-        Arc::clone(server.pool()),
-    );
+    let staged = server.stage(Arc::new(server.load(&starter())), 1.0);
     let titles = titles(48);
     let expected = ranked(&server.answers(&server.live(), &titles, K).await);
 
@@ -175,15 +167,7 @@ async fn a_shadow_that_differs_reports_and_logs_exactly_the_differences() {
         ..ShadowSettings::default()
     })
     .await;
-    // The shadow: no knives rule, a different vote across groups, and "pack" forces board games.
-    let manifest = starter_variant(dir.path(), "2", |text| {
-        let (head, _) = text.split_once("[[rule]]").unwrap();
-        head.replace(
-            "strategy = \"soft\"\nagreement_k",
-            "strategy = \"rank\"\nagreement_k",
-        ) + "[[rule]]\ntype = \"keyword\"\nname = \"packs\"\nfield = \"title\"\n\
-               keywords = [\"pack\"]\nlabel = \"board_games\"\naction = \"force\"\n"
-    });
+    let manifest = known_variant(dir.path());
     let shadow = Arc::new(server.load(&manifest));
     let titles = titles(120);
     let live_answers = server.answers(&server.live(), &titles, K).await;
@@ -196,14 +180,7 @@ async fn a_shadow_that_differs_reports_and_logs_exactly_the_differences() {
         .iter()
         .any(|p| p.shadow.as_deref() == Some("board_games")));
 
-    let staged = server.handle.state.shadow.stage(
-        shadow,
-        StageOptions {
-            fraction: 1.0,
-            seed: 0,
-        },
-        Arc::clone(server.pool()),
-    );
+    let staged = server.stage(shadow, 1.0);
     // Clients get the live answers, whatever the shadow says.
     assert_eq!(send_all(&server, &titles, 7).await, ranked(&live_answers));
     staged.settled().await;

@@ -14,7 +14,7 @@ use futures_util::future::join_all;
 use lastmile::ensemble::Ensemble;
 use lastmile::runtime::Runtime;
 use lastmile::server::Hold;
-use lastmile::shadow::{Counts, ShadowSettings, StageOptions};
+use lastmile::shadow::{Counts, ShadowSettings};
 use shadow_support::{ranked, starter, titles, Failing, Server, Slow, TRANSPORTS};
 
 const K: usize = 5;
@@ -22,11 +22,6 @@ const CLIENTS: usize = 8;
 const REQUESTS: usize = 6;
 const ITEMS: usize = 3;
 const TOTAL: u64 = (CLIENTS * REQUESTS * ITEMS) as u64;
-
-const ALL: StageOptions = StageOptions {
-    fraction: 1.0,
-    seed: 0,
-};
 
 /// `CLIENTS` concurrent clients, each sending `REQUESTS` requests of `ITEMS` titles over the four
 /// transports in turn; every answer must equal the live ensemble's own.
@@ -74,11 +69,7 @@ async fn a_failing_shadow_model_fails_only_shadow_items() {
     let mut shadow = server.load(&starter());
     shadow.models[2].runtime = Arc::new(Failing(Arc::clone(&shadow.models[2].runtime)));
     let failing = shadow.models[2].spec.name.clone();
-    let staged = server
-        .handle
-        .state
-        .shadow
-        .stage(Arc::new(shadow), ALL, Arc::clone(server.pool()));
+    let staged = server.stage(Arc::new(shadow), 1.0);
 
     load(&server).await;
     staged.settled().await;
@@ -123,11 +114,7 @@ async fn a_shadow_that_cannot_read_live_items_fails_them_and_live_goes_on() {
     .unwrap();
     let server = Arc::new(Server::start(ShadowSettings::default()).await);
     let shadow = Arc::new(Ensemble::load(&manifest, 1).expect("the features model loads"));
-    let staged = server
-        .handle
-        .state
-        .shadow
-        .stage(shadow, ALL, Arc::clone(server.pool()));
+    let staged = server.stage(shadow, 1.0);
 
     load(&server).await;
     staged.settled().await;
@@ -156,11 +143,7 @@ async fn a_slow_shadow_fills_its_queue_and_the_rest_is_skipped() {
     // Every shadow model takes 2 ms longer per batch (and answers as live does); the worker is
     // held, as a shadow far slower than the load would be, until the load is over.
     let shadow = starter_with(&server, |r| Arc::new(Slow(r, Duration::from_millis(2))));
-    let staged = server
-        .handle
-        .state
-        .shadow
-        .stage(Arc::new(shadow), ALL, Arc::clone(server.pool()));
+    let staged = server.stage(Arc::new(shadow), 1.0);
 
     load(&server).await;
 

@@ -46,7 +46,7 @@
 //! | `POST /admin/v1/deploy` | `{"manifest": PATH, "validation"?, "min_accuracy"?, "max_drop"?}` | as promote; `"unchanged"` when identical to live |
 //! | `POST /admin/v1/rollback` | | `{"outcome": "rolled_back", ...}`: swaps live and previous |
 //! | `POST /admin/v1/release` | `{"slot": "previous" \| "candidate"}` | the status |
-//! | `POST /admin/v1/shadow/stage`, `GET .../shadow/report`, `POST .../shadow/stop`, `POST .../shadow/promote` | see [`shadow`] | shadow mode |
+//! | `POST /admin/v1/shadow/stage`, `GET .../shadow/report`, `POST .../shadow/stop`, `POST .../shadow/promote` | see `admin/shadow.rs` | shadow mode |
 //!
 //! Paths are read by the server (relative ones against its working directory). A rejected
 //! candidate answers 422 `{"code": "rejected", "error": REASON}` (gRPC FAILED_PRECONDITION);
@@ -172,7 +172,7 @@ impl AdminConfig {
 pub struct AdminState {
     pub deployer: Arc<Deployer>,
     pub app: Arc<AppState>,
-    /// How the running shadow was loaded (see [`shadow`]).
+    /// How the running shadow was loaded (see `admin/shadow.rs`).
     pub shadow: ShadowStaging,
 }
 

@@ -26,17 +26,8 @@ pub struct DeployArgs {
     /// The new ensemble's manifest (a path the server can read; sent absolute).
     #[arg(long, env = "LASTMILE_DEPLOY_MANIFEST")]
     manifest: PathBuf,
-    /// Labelled JSON Lines to validate on (default: the manifest's `validation` key; without
-    /// either, the candidate is promoted once loaded and warmed up).
-    #[arg(long, env = "LASTMILE_DEPLOY_VALIDATION")]
-    validation: Option<PathBuf>,
-    /// The candidate's top-1 must reach this (0-1; default: the server's --min-accuracy).
-    #[arg(long, env = "LASTMILE_DEPLOY_MIN_ACCURACY")]
-    min_accuracy: Option<f64>,
-    /// How far below live's top-1 the candidate's may fall (0-1; default: the server's
-    /// --max-drop).
-    #[arg(long, env = "LASTMILE_DEPLOY_MAX_DROP")]
-    max_drop: Option<f64>,
+    #[command(flatten)]
+    gate: GateArgs,
     /// Stage the manifest as the shadow instead of promoting it: --fraction of live items are
     /// also answered by it and the answers compared (clients only get live answers). Then
     /// `lastmile shadow report`, `lastmile shadow promote` or `lastmile shadow stop`.
@@ -48,6 +39,38 @@ pub struct DeployArgs {
     /// With --shadow: seed of the per-item sampling.
     #[arg(long, env = "LASTMILE_DEPLOY_SEED", default_value_t = 0)]
     seed: u64,
+}
+
+/// The validation gate a promotion goes through; shared by `deploy` and `shadow promote`.
+#[derive(Args)]
+pub struct GateArgs {
+    /// Labelled JSON Lines to validate on (default: the manifest's `validation` key; without
+    /// either, the candidate is promoted once loaded and warmed up).
+    #[arg(long, env = "LASTMILE_DEPLOY_VALIDATION")]
+    validation: Option<PathBuf>,
+    /// The candidate's top-1 must reach this (0-1; default: the server's --min-accuracy).
+    #[arg(long, env = "LASTMILE_DEPLOY_MIN_ACCURACY")]
+    min_accuracy: Option<f64>,
+    /// How far below live's top-1 the candidate's may fall (0-1; default: the server's
+    /// --max-drop).
+    #[arg(long, env = "LASTMILE_DEPLOY_MAX_DROP")]
+    max_drop: Option<f64>,
+}
+
+impl GateArgs {
+    /// Adds the given ones to a request body (the validation path made absolute).
+    pub(super) fn add_to(&self, body: &mut Value) -> Result<(), Failure> {
+        if let Some(v) = &self.validation {
+            body["validation"] = json!(absolute(v)?);
+        }
+        if let Some(x) = self.min_accuracy {
+            body["min_accuracy"] = json!(x);
+        }
+        if let Some(x) = self.max_drop {
+            body["max_drop"] = json!(x);
+        }
+        Ok(())
+    }
 }
 
 /// How to reach a server's admin API; shared by the commands that drive it (global: given
@@ -90,15 +113,7 @@ pub fn run(args: DeployArgs) -> Result<(), Failure> {
         return stage_shadow(&args, manifest);
     }
     let mut body = json!({ "manifest": manifest });
-    if let Some(v) = &args.validation {
-        body["validation"] = json!(absolute(v)?);
-    }
-    if let Some(x) = args.min_accuracy {
-        body["min_accuracy"] = json!(x);
-    }
-    if let Some(x) = args.max_drop {
-        body["max_drop"] = json!(x);
-    }
+    args.gate.add_to(&mut body)?;
     let admin = Admin::new(&args.admin)?;
     block_on(async {
         let (status, answer) = admin.send("POST", "/admin/v1/deploy", Some(&body)).await?;

@@ -3,14 +3,12 @@
 //! the validation gate. Exit 0 done, 2 the shadow was rejected at promotion (live unchanged), 1
 //! when the server could not be asked or has no shadow.
 
-use std::path::PathBuf;
-
 use clap::{Args, Subcommand};
 use lastmile::proto::lastmile::v1 as pb;
 use lastmile::shadow::{Aggregate, Latency, Report};
 use serde_json::json;
 
-use super::deploy::{block_on, pretty, promoted, refused, rejected, Admin, AdminArgs};
+use super::deploy::{block_on, pretty, promoted, refused, rejected, Admin, AdminArgs, GateArgs};
 use super::Failure;
 
 #[derive(Args)]
@@ -31,17 +29,11 @@ enum ShadowCommand {
     },
     /// Stop mirroring and free the shadow ensemble; prints its final report.
     Stop,
-    /// Promote the shadow through the validation gate, as `lastmile deploy` promotes a manifest.
+    /// Promote the shadow through the validation gate, as `lastmile deploy` promotes a manifest
+    /// (the gate's set defaults to the shadow manifest's `validation`).
     Promote {
-        /// Labelled JSON Lines to validate on (default: the shadow manifest's `validation`).
-        #[arg(long, env = "LASTMILE_DEPLOY_VALIDATION")]
-        validation: Option<PathBuf>,
-        /// The shadow's top-1 must reach this (0-1; default: the server's --min-accuracy).
-        #[arg(long, env = "LASTMILE_DEPLOY_MIN_ACCURACY")]
-        min_accuracy: Option<f64>,
-        /// How far below live's top-1 the shadow's may fall (default: the server's --max-drop).
-        #[arg(long, env = "LASTMILE_DEPLOY_MAX_DROP")]
-        max_drop: Option<f64>,
+        #[command(flatten)]
+        gate: GateArgs,
     },
 }
 
@@ -64,21 +56,9 @@ pub fn run(args: ShadowArgs) -> Result<(), Failure> {
                 Some(json!({})),
                 "stopping the shadow",
             ),
-            ShadowCommand::Promote {
-                validation,
-                min_accuracy,
-                max_drop,
-            } => {
+            ShadowCommand::Promote { gate } => {
                 let mut body = json!({});
-                if let Some(v) = validation {
-                    body["validation"] = json!(std::path::absolute(v)?.display().to_string());
-                }
-                if let Some(x) = min_accuracy {
-                    body["min_accuracy"] = json!(x);
-                }
-                if let Some(x) = max_drop {
-                    body["max_drop"] = json!(x);
-                }
+                gate.add_to(&mut body)?;
                 (
                     "/admin/v1/shadow/promote".to_owned(),
                     "POST",

@@ -5,9 +5,39 @@
 //! mirror before it scores them ([`ShadowSlot::pick`], one atomic increment per item), and hands
 //! the picked items with their live answers to the shadow's bounded queue once the live answer is
 //! in ([`Pending::send`], never waiting: a full queue skips the item and counts it). The client
-//! gets the live answer whatever the shadow does. The shadow worker ([`worker`]) takes items off
+//! gets the live answer whatever the shadow does. The shadow worker (`worker.rs`) takes items off
 //! the queue in batches, runs them on the compute pool at low priority, compares each answer
-//! ([`compare`]) and records it ([`stats`]); the admin API reads the [`Report`].
+//! ([`agreement`]) and records it ([`Stats`]); the admin API reads the [`Report`].
+//!
+//! # For operators
+//!
+//! ```sh
+//! lastmile deploy --shadow --fraction 0.2 --manifest models/next/manifest.toml   # stage
+//! lastmile shadow report            # agreement since staging and over the window, top pairs
+//! lastmile shadow promote --validation data/valid.jsonl   # same gate and swap as deploy
+//! lastmile shadow stop              # or stop mirroring; the final report stays readable
+//! ```
+//!
+//! (REST `/admin/v1/shadow/{stage,report,stop,promote}` and gRPC `lastmile.v1.Shadow` on the
+//! admin addresses: see `admin::shadow`.) `lastmile serve` settings: `--shadow-queue-items`
+//! (1024: beyond, mirrored items are skipped and counted), `--shadow-compare-k` (5),
+//! `--shadow-window-items` (1000) and `--shadow-window-seconds` (300) for the rolling window,
+//! `--shadow-log FILE` (off) with `--shadow-log-max-bytes` and `--shadow-log-files` for the
+//! rotating JSON Lines log of items whose winners differ.
+//!
+//! Per mirrored item: top-1 agreement (both winners equal, or both answers empty), top-k overlap
+//! (share of live's first k labels among the shadow's first k; k capped by the length of the
+//! live answer the client asked for), the shadow's score for the live winner (the shadow is asked
+//! for at least `compare_k` labels; a winner outside them has no score and counts against
+//! `live_winner_in_shadow`), both latencies (seconds on the compute pool), and shadow failures
+//! (an item that does not fit the shadow's fields, a model that fails). Metrics:
+//! `lastmile_shadow_{mirrored,skipped,compared,failed}_items_total`, `lastmile_shadow_queue_items`,
+//! `lastmile_shadow_batch_duration_seconds`, and `lastmile_shadow_top1_agreement_ratio` /
+//! `lastmile_shadow_topk_overlap_ratio` by `window` (`staging`, `rolling`).
+//!
+//! Cost: the request path pays one atomic increment per item, a clone of each picked item and
+//! one short lock to queue them; the shadow runs at low priority on the same compute threads, so
+//! it delays live work by at most the batch a thread is already running.
 
 mod compare;
 mod log;

@@ -18,7 +18,7 @@ use lastmile::registry::Registry;
 use lastmile::runtime::{InputKind, Inputs, RunError, Runtime, Scores};
 use lastmile::scheduler::ComputePool;
 use lastmile::server::{self, Handle, Limits, ServerConfig};
-use lastmile::shadow::ShadowSettings;
+use lastmile::shadow::{Shadow, ShadowSettings, StageOptions};
 use serde_json::{json, Value};
 
 pub fn root() -> PathBuf {
@@ -40,6 +40,19 @@ pub fn starter_variant(dir: &Path, version: &str, edit: impl FnOnce(String) -> S
     let path = dir.join(format!("starter-{version}.toml"));
     std::fs::write(&path, edit(text)).unwrap();
     path
+}
+
+/// The known-different shadow of these tests, as version "2": the starter without its knives
+/// rule, with a rank vote across groups, and "pack" in a title forcing `board_games`.
+pub fn known_variant(dir: &Path) -> PathBuf {
+    starter_variant(dir, "2", |text| {
+        let (head, _) = text.split_once("[[rule]]").unwrap();
+        head.replace(
+            "strategy = \"soft\"\nagreement_k",
+            "strategy = \"rank\"\nagreement_k",
+        ) + "[[rule]]\ntype = \"keyword\"\nname = \"packs\"\nfield = \"title\"\n\
+               keywords = [\"pack\"]\nlabel = \"board_games\"\naction = \"force\"\n"
+    })
 }
 
 /// Titles from the fastText fixtures (validation set, then training set): `n` of them.
@@ -118,6 +131,15 @@ impl Server {
 
     pub fn pool(&self) -> &Arc<ComputePool> {
         &self.handle.state.pool
+    }
+
+    /// Stages `shadow` in-process, mirroring `fraction` of items (sampling seed 0).
+    pub fn stage(&self, shadow: Arc<Ensemble>, fraction: f64) -> Arc<Shadow> {
+        self.handle.state.shadow.stage(
+            shadow,
+            StageOptions { fraction, seed: 0 },
+            Arc::clone(self.pool()),
+        )
     }
 
     /// Loads a manifest beside the live ensemble (sharing unchanged models).
