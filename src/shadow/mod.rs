@@ -379,6 +379,10 @@ impl Pending {
             picked,
             started,
         } = self;
+        if !shadow.is_running() {
+            // Stopped while the live answer was computed: its counts are final.
+            return;
+        }
         let live_seconds = started.elapsed().as_secs_f64();
         let picked_count = picked.len() as u64;
         let mirrored = picked.into_iter().map(|(i, item)| Mirrored {
