@@ -1,5 +1,5 @@
-//! The bare floor: every model of the ensemble called directly through its runtime, one by one on
-//! one thread, at several batch sizes; no server, no scheduler, no voting. Its per-item cost at the
+//! The bare floor: every model of the ensemble called directly through its runtime, one after the
+//! other on one thread, at several batch sizes; no server, no scheduler, no voting. Its per-item cost at the
 //! best batch size, divided into the number of compute threads, is the throughput no server can
 //! beat; its cost at batch 1 divided by the threads is the latency one client could hope for.
 
@@ -21,43 +21,59 @@ pub struct Floor {
     pub models: Vec<(String, Vec<f64>)>,
 }
 
-/// Measures every model on `items` (cycled) at each batch size, `rows` rows per size.
+/// Measures every model on `items` (cycled) at each batch size, `rows` rows per size. As a
+/// request would, each batch of items goes through every model in turn, so no model finds its
+/// weights still in cache from its previous call: the floor pays the same memory traffic a
+/// server does.
 pub fn measure(ensemble: &Ensemble, items: &[ValidItem], rows: usize) -> Floor {
-    let mut models = Vec::with_capacity(ensemble.models.len());
-    for model in &ensemble.models {
-        let texts: Vec<String> = items.iter().map(|it| it.text(&model.field_ids)).collect();
-        let mut per_size = Vec::with_capacity(SIZES.len());
-        let mut out = Scores::default();
-        for size in SIZES {
-            let mut done = 0;
-            let mut start_row = 0;
-            // One warm-up call, then timed calls until `rows` rows are done.
-            let mut run = |from: usize| {
-                let batch: Vec<&str> = (0..size)
-                    .map(|k| texts[(from + k) % texts.len()].as_str())
-                    .collect();
-                let result = match model.runtime.input_kind() {
-                    InputKind::Text => model.runtime.run(&Inputs::Text(&batch), &mut out),
-                    InputKind::Features { width } => {
-                        let data = features(items, model.field_ids[0], width, from, size);
-                        model
-                            .runtime
-                            .run(&Inputs::Features { data: &data, width }, &mut out)
-                    }
-                };
-                result.expect("the model runs on the benchmark items");
+    let texts: Vec<Vec<String>> = ensemble
+        .models
+        .iter()
+        .map(|m| items.iter().map(|it| it.text(&m.field_ids)).collect())
+        .collect();
+    let mut seconds = vec![vec![0.0f64; SIZES.len()]; ensemble.models.len()];
+    let mut out = Scores::default();
+    for (s, &size) in SIZES.iter().enumerate() {
+        let run = |m: usize, from: usize, out: &mut Scores| {
+            let model = &ensemble.models[m];
+            let result = match model.runtime.input_kind() {
+                InputKind::Text => {
+                    let batch: Vec<&str> = (0..size)
+                        .map(|k| texts[m][(from + k) % items.len()].as_str())
+                        .collect();
+                    model.runtime.run(&Inputs::Text(&batch), out)
+                }
+                InputKind::Features { width } => {
+                    let data = features(items, model.field_ids[0], width, from, size);
+                    model
+                        .runtime
+                        .run(&Inputs::Features { data: &data, width }, out)
+                }
             };
-            run(0);
-            let started = Instant::now();
-            while done < rows {
-                run(start_row);
-                start_row += size;
-                done += size;
-            }
-            per_size.push(started.elapsed().as_secs_f64() / done as f64);
+            result.expect("the model runs on the benchmark items");
+        };
+        // One untimed round to warm up, then timed rounds until `rows` rows are done.
+        for m in 0..ensemble.models.len() {
+            run(m, 0, &mut out);
         }
-        models.push((model.spec.name.clone(), per_size));
+        let mut from = size;
+        while from < size + rows {
+            for (m, total) in seconds.iter_mut().enumerate() {
+                let started = Instant::now();
+                run(m, from, &mut out);
+                total[s] += started.elapsed().as_secs_f64();
+            }
+            from += size;
+        }
+        let done = (rows.div_ceil(size) * size) as f64;
+        seconds.iter_mut().for_each(|t| t[s] /= done);
     }
+    let models: Vec<(String, Vec<f64>)> = ensemble
+        .models
+        .iter()
+        .zip(seconds)
+        .map(|(m, c)| (m.spec.name.clone(), c))
+        .collect();
     Floor {
         unbatched: models.iter().map(|(_, c)| c[0]).sum(),
         batched: models
