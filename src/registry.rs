@@ -119,6 +119,20 @@ struct Slots {
     keep_previous: bool,
 }
 
+impl Slots {
+    /// Every ensemble held: live, then previous and candidate when there are.
+    fn held(&self) -> Vec<&Held> {
+        [
+            Some(&self.live),
+            self.previous.as_ref(),
+            self.candidate.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+}
+
 /// The live ensemble, swappable while requests read it, and the ensembles held beside it.
 pub struct Registry {
     live: ArcSwap<Ensemble>,
@@ -284,14 +298,7 @@ impl Registry {
     /// Every slot, as the admin API shows it.
     pub fn status(&self) -> pb::RegistryStatus {
         let slots = self.slots();
-        let held: Vec<&Held> = [
-            Some(&slots.live),
-            slots.previous.as_ref(),
-            slots.candidate.as_ref(),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
+        let held = slots.held();
         let mut seen = HashSet::new();
         let resident_model_bytes = held
             .iter()
@@ -316,15 +323,7 @@ impl Registry {
     /// One slot's summary, as [`Registry::status`] shows it.
     pub fn summary(&self, held: &Held) -> pb::EnsembleSummary {
         let slots = self.slots();
-        let all: Vec<&Held> = [
-            Some(&slots.live),
-            slots.previous.as_ref(),
-            slots.candidate.as_ref(),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        summary(held, &all)
+        summary(held, &slots.held())
     }
 }
 
