@@ -23,7 +23,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 
-use crate::ensemble::Ensemble;
+use crate::ensemble::{hex, Ensemble};
 use crate::proto::lastmile::v1 as pb;
 use crate::telemetry;
 
@@ -146,11 +146,9 @@ pub struct Swapped {
 }
 
 impl Registry {
-    /// A registry serving `ensemble`, loaded at startup (its manifest is hashed now).
+    /// A registry serving `ensemble`, loaded at startup.
     pub fn new(ensemble: Arc<Ensemble>) -> Self {
-        let sha = std::fs::read(&ensemble.manifest)
-            .map(|b| hex(&Sha256::digest(&b)))
-            .unwrap_or_default();
+        let sha = ensemble.manifest_sha256.clone();
         Self::with(Held::new(ensemble, sha, Trigger::Startup, None))
     }
 
@@ -387,10 +385,6 @@ pub fn models_digest(e: &Ensemble) -> String {
 pub fn unix_seconds(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A name and version, as responses carry them.

@@ -10,13 +10,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use sha2::{Digest, Sha256};
-
 use super::gate::Gate;
 use crate::ensemble::{Ensemble, FieldValue, Manifest, ManifestError, ValidItem};
 use crate::eval::{evaluate, read_labelled, Metrics};
 use crate::proto::lastmile::v1 as pb;
-use crate::registry::{ensemble_ref, hex, unix_seconds, Held, Registry, Slot, Trigger};
+use crate::registry::{ensemble_ref, unix_seconds, Held, Registry, Slot, Trigger};
 use crate::runtime::InputKind;
 use crate::scheduler::ComputePool;
 use crate::server::{ApiError, ErrorKind};
@@ -485,27 +483,17 @@ impl Deployer {
     }
 }
 
-/// Reads, hashes, parses and loads a manifest, sharing unchanged models with `shared`.
+/// Reads and loads a manifest, sharing unchanged models with `shared`; the hash is the one
+/// `Manifest::load` took of the text it parsed.
 fn load_candidate(
     path: &Path,
     threads: usize,
     shared: &[&Ensemble],
 ) -> Result<(Ensemble, String, Option<PathBuf>), ManifestError> {
-    let unreadable = |reason: String| ManifestError {
-        file: path.to_owned(),
-        line: None,
-        model: None,
-        field: None,
-        reason,
-    };
-    let bytes =
-        std::fs::read(path).map_err(|e| unreadable(format!("cannot read the manifest: {e}")))?;
-    let sha = hex(&Sha256::digest(&bytes));
-    let text = String::from_utf8(bytes)
-        .map_err(|_| unreadable("the manifest is not valid UTF-8".into()))?;
-    let manifest = Manifest::parse(path, &text)?;
+    let manifest = Manifest::load(path)?;
     let validation_set = manifest.validation.clone();
     let ensemble = Ensemble::from_manifest(manifest, threads, shared)?;
+    let sha = ensemble.manifest_sha256.clone();
     Ok((ensemble, sha, validation_set))
 }
 

@@ -171,6 +171,7 @@ impl Ensemble {
             name: manifest.name.clone(),
             version: manifest.version.clone(),
             manifest: manifest.path.clone(),
+            manifest_sha256: manifest.sha256.clone(),
             fields,
             models,
             views,
@@ -341,12 +342,7 @@ fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
         bytes += n as u64;
         hasher.update(&buf[..n]);
     }
-    let hex = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Ok((bytes, hex))
+    Ok((bytes, super::hex(&hasher.finalize())))
 }
 
 /// The request fields: the manifest's top-level `fields` if it declares them (every model's fields

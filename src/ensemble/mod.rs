@@ -43,6 +43,8 @@ pub struct Ensemble {
     pub name: String,
     pub version: String,
     pub manifest: PathBuf,
+    /// sha256 of the manifest text the ensemble was loaded from (hex).
+    pub manifest_sha256: String,
     /// The request fields, in the order [`ValidItem::fields`] holds them.
     pub fields: Vec<String>,
     pub models: Vec<Model>,
@@ -163,4 +165,15 @@ impl Ensemble {
     pub fn bytes(&self) -> u64 {
         self.models.iter().map(|m| m.bytes).sum()
     }
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// sha256 of `bytes`, in hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex(&Sha256::digest(bytes))
 }

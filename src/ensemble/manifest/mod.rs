@@ -58,6 +58,7 @@ use toml::Spanned;
 use crate::combine::{RuleConfig, VoteConfig};
 mod model;
 
+use crate::ensemble::sha256_hex;
 use crate::runtime::onnx::{Feed, OnnxLabels, ScoreKind};
 use crate::scheduler::BatchConfig;
 
@@ -150,6 +151,9 @@ pub struct ModelSpec {
 #[derive(Debug, Clone)]
 pub struct Manifest {
     pub path: PathBuf,
+    /// sha256 of the manifest text that was parsed (hex): what a deploy compares, never a
+    /// second read of a file that may have changed since.
+    pub sha256: String,
     pub name: String,
     pub version: String,
     pub label_file: Option<PathBuf>,
@@ -196,13 +200,17 @@ const PER_MODEL_ONLY: [&str; 2] = ["name", "path"];
 impl Manifest {
     /// Reads and checks the manifest at `path`.
     pub fn load(path: &Path) -> Result<Self, ManifestError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ManifestError {
+        let unreadable = |reason: String| ManifestError {
             file: path.to_owned(),
             line: None,
             model: None,
             field: None,
-            reason: format!("cannot read the manifest: {e}"),
-        })?;
+            reason,
+        };
+        let bytes = std::fs::read(path)
+            .map_err(|e| unreadable(format!("cannot read the manifest: {e}")))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| unreadable("the manifest is not valid UTF-8".into()))?;
         Self::parse(path, &text)
     }
 
@@ -387,6 +395,7 @@ impl Parser<'_> {
 
         Ok(Manifest {
             path: self.file.to_owned(),
+            sha256: sha256_hex(self.text.as_bytes()),
             name: raw.name,
             version,
             label_file: raw.label_file.map(|f| self.resolve(f.get_ref())),
