@@ -15,14 +15,15 @@ fn ensemble(max_batch: usize) -> Arc<Ensemble> {
     let mut text = format!(
         "name = \"b{max_batch}\"\nversion = \"1\"\n[defaults]\nfields = [\"title\", \"description\"]\nmax_batch = {max_batch}\n"
     );
-    for (name, file) in [
-        ("soft", "softmax.bin"),
-        ("hs", "hs.bin"),
-        ("ngrams", "ngrams_subwords.bin"),
-        ("q", "quantized.ftz"),
+    // Temperatures, so that readying each model's rows for the vote has work to do.
+    for (name, file, temperature) in [
+        ("soft", "softmax.bin", 1.0),
+        ("hs", "hs.bin", 1.7),
+        ("ngrams", "ngrams_subwords.bin", 1.0),
+        ("q", "quantized.ftz", 0.6),
     ] {
         text += &format!(
-            "[[model]]\nname = \"{name}\"\nkind = \"fasttext\"\npath = \"{}\"\n",
+            "[[model]]\nname = \"{name}\"\nkind = \"fasttext\"\npath = \"{}\"\ntemperature = {temperature}\n",
             fixtures.join(file).display()
         );
     }
@@ -101,6 +102,20 @@ fn model_scores_come_back_uncombined() {
             let total: f32 = s.row(r).iter().sum();
             assert!(total > 0.5, "model {} row {r} is scored", m.spec.name);
         }
+    }
+}
+
+/// The pool readies each model's rows for the vote as they come back; the answers are exactly
+/// those of combining every model's raw scores at the end.
+#[test]
+fn answers_equal_combining_the_raw_scores() {
+    let pool = ComputePool::new(2).unwrap();
+    let e = ensemble(3);
+    let its = items(&e, 7, 5);
+    let answers = pool.predict(&e, its.clone()).wait().unwrap();
+    let scores = pool.score(&e, its.clone()).wait().unwrap();
+    for (row, (item, answer)) in its.iter().zip(&answers).enumerate() {
+        assert_eq!(answer, &e.combine(row, item, &scores), "item {row}");
     }
 }
 

@@ -119,7 +119,10 @@
 //! its vote). A model whose `label_ids` are 0, 1, 2, ... (its outputs already in label-space order)
 //! is added as one contiguous vector; any other order costs a random-access scatter, about three
 //! times as much (`benches/voting.rs`). `temperature` and `geometric` take a logarithm (and an
-//! exponential) of every score.
+//! exponential) of every score. The per-model part (merging, temperature, top labels) can run
+//! ahead, model by model, as each model's scores arrive ([`Combiner::ready`]); the server does so
+//! on the thread that ran the model, which leaves only the pools and the rules after the last one
+//! ([`Combiner::combine_readied`], with the same answer to the bit).
 
 mod answer;
 mod config;
@@ -193,6 +196,8 @@ pub struct Combiner {
     labels: usize,
     /// Models with a positive weight (in a group of positive weight), in name order.
     models: Vec<ModelPlan>,
+    /// Per model given to [`Combiner::new`]: its place in `models`, if it votes.
+    plan_of: Vec<Option<usize>>,
     /// Groups that take part, in name order.
     groups: Vec<Pool>,
     /// The vote across groups (or across models when there are none).
@@ -206,6 +211,22 @@ pub struct Combiner {
     rules: Vec<Rule>,
     /// Floats of `Scratch::prepared` (models with a temperature or merged labels).
     prepared_len: usize,
+}
+
+/// One model's scores for one item after [`Combiner::ready`]: its best labels, found where the
+/// model ran (its scores, merged and tempered, stay in the caller's buffer).
+#[derive(Debug, Clone, Default)]
+pub struct Readied {
+    top: Vec<Entry>,
+}
+
+/// Every model's scores for one item, indexed like the models given to [`Combiner::new`].
+#[derive(Clone, Copy)]
+pub(crate) enum Models<'a> {
+    /// As the models answered: prepared into the scratch, top lists found, as the vote goes.
+    Raw(&'a [&'a [f32]]),
+    /// Readied by [`Combiner::ready`]: read as they are.
+    Readied(&'a [&'a [f32]], &'a [&'a Readied]),
 }
 
 impl Combiner {
@@ -222,16 +243,57 @@ impl Combiner {
         per_model: &[&[f32]],
         scratch: &mut Scratch,
     ) -> Answer {
-        let depth = self
-            .model_depth
-            .max(if item.explain { item.top_k } else { 0 });
-        self.vote(per_model, depth, scratch);
-        self.decide(item, per_model, scratch)
+        self.combine_models(item, Models::Raw(per_model), scratch)
+    }
+
+    /// Does the per-model part of [`Combiner::combine`] ahead of time, on one model's scores for
+    /// `item`: merges and tempers them in place, and finds the model's best labels. Run where
+    /// each model's scores come in, it takes that work off the path after the last model.
+    pub fn ready(
+        &self,
+        model: usize,
+        item: &ItemView<'_>,
+        scores: &mut [f32],
+        scratch: &mut Scratch,
+    ) -> Readied {
+        let Some(plan) = self.plan_of.get(model).and_then(|p| p.map(|p| &self.models[p])) else {
+            return Readied::default(); // weight 0: it does not vote
+        };
+        let len = plan.prepare_in_place(scores, &mut scratch.prepared);
+        let (ids, scores) = plan.readied(&scores[..len]);
+        let mut top = Vec::new();
+        scratch.model_tops.reset(1);
+        scratch.model_tops.fill(0, scores, ids, self.depth(item));
+        top.extend_from_slice(scratch.model_tops.get(0));
+        Readied { top }
+    }
+
+    /// [`Combiner::combine`] of scores that went through [`Combiner::ready`]: `scores[m]` is
+    /// model m's readied scores, `readied[m]` what `ready` returned for them.
+    pub fn combine_readied(
+        &self,
+        item: &ItemView<'_>,
+        scores: &[&[f32]],
+        readied: &[&Readied],
+        scratch: &mut Scratch,
+    ) -> Answer {
+        self.combine_models(item, Models::Readied(scores, readied), scratch)
+    }
+
+    fn combine_models(&self, item: &ItemView<'_>, models: Models<'_>, s: &mut Scratch) -> Answer {
+        self.vote(models, self.depth(item), s);
+        self.decide(item, models, s)
+    }
+
+    /// How deep each model's top list goes for `item`.
+    fn depth(&self, item: &ItemView<'_>) -> usize {
+        self.model_depth
+            .max(if item.explain { item.top_k } else { 0 })
     }
 
     /// Runs the group pools, then the pool across groups, into `s.scores` / `s.tiebreak`, filling
     /// each model's top list (`depth` deep) on the way.
-    fn vote(&self, per_model: &[&[f32]], depth: usize, s: &mut Scratch) {
+    fn vote(&self, models: Models<'_>, depth: usize, s: &mut Scratch) {
         let l = self.labels;
         let cap = accumulator_len(l);
         s.scores.resize(cap, 0.0);
@@ -245,7 +307,7 @@ impl Combiner {
             pool.begin(out, None);
             for member in &pool.members {
                 if let Voter::Model(m) = member.voter {
-                    let input = self.visit(m, per_model, depth, &mut s.prepared, &mut s.model_tops);
+                    let input = self.visit(m, models, depth, &mut s.prepared, &mut s.model_tops);
                     pool.add(member, &input, out, None, &mut s.tmp);
                 }
             }
@@ -257,9 +319,7 @@ impl Combiner {
         self.outer.begin(out, tb.as_deref_mut());
         for member in &self.outer.members {
             let input = match member.voter {
-                Voter::Model(m) => {
-                    self.visit(m, per_model, depth, &mut s.prepared, &mut s.model_tops)
-                }
+                Voter::Model(m) => self.visit(m, models, depth, &mut s.prepared, &mut s.model_tops),
                 Voter::Group(g) => Input {
                     ids: Ids::Dense,
                     scores: &s.groups[g * cap..g * cap + l],
@@ -275,19 +335,45 @@ impl Combiner {
         }
     }
 
+    /// Where voting model `m`'s scores land, and the scores the vote reads (`prepared` holds
+    /// them for raw models that need preparing).
+    fn model_scores<'a>(
+        &'a self,
+        m: usize,
+        models: Models<'a>,
+        prepared: &'a [f32],
+    ) -> (Ids<'a>, &'a [f32]) {
+        let plan = &self.models[m];
+        match models {
+            Models::Raw(per_model) => plan.scores(per_model, prepared),
+            Models::Readied(scores, _) => {
+                plan.readied(scores.get(plan.index).copied().unwrap_or(&[]))
+            }
+        }
+    }
+
     /// Prepares model `m`'s scores and fills its top list: what a pool reads of it.
     fn visit<'a>(
         &'a self,
         m: usize,
-        per_model: &[&'a [f32]],
+        models: Models<'a>,
         depth: usize,
         prepared: &'a mut [f32],
         tops: &'a mut TopLists,
     ) -> Input<'a> {
         let plan = &self.models[m];
-        plan.prepare(per_model, prepared);
-        let (ids, scores) = plan.scores(per_model, prepared);
-        tops.fill(m, scores, ids, depth);
+        match models {
+            Models::Raw(per_model) => {
+                plan.prepare(per_model, prepared);
+                let (ids, scores) = plan.scores(per_model, prepared);
+                tops.fill(m, scores, ids, depth);
+            }
+            Models::Readied(_, readied) => {
+                let top = readied.get(plan.index).map_or(&[][..], |r| &r.top[..]);
+                tops.set(m, top);
+            }
+        }
+        let (ids, scores) = self.model_scores(m, models, prepared);
         Input {
             ids,
             scores,

@@ -90,18 +90,32 @@ impl ModelPlan {
     pub(crate) fn prepare(&self, per_model: &[&[f32]], prepared: &mut [f32]) {
         let Some(p) = &self.prep else { return };
         let out = &mut prepared[p.offset..p.offset + self.ids.len()];
-        out.fill(0.0);
-        let raw = self.raw(per_model);
-        match &p.slots {
-            Some(slots) => {
-                for (&s, &v) in slots.iter().zip(raw) {
-                    out[s as usize] += clean(v);
-                }
-            }
-            None => out.iter_mut().zip(raw).for_each(|(o, &v)| *o = clean(v)),
-        }
-        if p.inv_temperature != 1.0 {
-            temper(out, p.inv_temperature);
+        p.apply(self.raw(per_model), out);
+    }
+
+    /// [`ModelPlan::prepare`] in place: `scores` (one row as the model answered) ends with the
+    /// scores the vote reads, whose number is returned. `tmp` is scratch space.
+    pub(crate) fn prepare_in_place(&self, scores: &mut [f32], tmp: &mut Vec<f32>) -> usize {
+        let width = scores.len().min(self.width);
+        let Some(p) = &self.prep else { return width };
+        tmp.resize(self.ids.len(), 0.0);
+        p.apply(&scores[..width], tmp);
+        let n = self.ids.len().min(scores.len());
+        scores[..n].copy_from_slice(&tmp[..n]);
+        n
+    }
+
+    /// Where this model's scores land, and the scores the vote reads, for a row that went
+    /// through [`ModelPlan::prepare_in_place`].
+    pub(crate) fn readied<'a>(&'a self, row: &'a [f32]) -> (Ids<'a>, &'a [f32]) {
+        (self.ids(), &row[..row.len().min(self.ids.len())])
+    }
+
+    fn ids(&self) -> Ids<'_> {
+        if self.dense {
+            Ids::Dense
+        } else {
+            Ids::Mapped(&self.ids)
         }
     }
 
@@ -111,14 +125,28 @@ impl ModelPlan {
         per_model: &[&'a [f32]],
         prepared: &'a [f32],
     ) -> (Ids<'a>, &'a [f32]) {
-        let ids = if self.dense {
-            Ids::Dense
-        } else {
-            Ids::Mapped(&self.ids)
-        };
+        let ids = self.ids();
         match &self.prep {
             Some(p) => (ids, &prepared[p.offset..p.offset + self.ids.len()]),
             None => (ids, self.raw(per_model)),
+        }
+    }
+}
+
+impl Prep {
+    /// Merges and tempers `raw` (a model's scores) into `out` (one score per label it has).
+    fn apply(&self, raw: &[f32], out: &mut [f32]) {
+        out.fill(0.0);
+        match &self.slots {
+            Some(slots) => {
+                for (&s, &v) in slots.iter().zip(raw) {
+                    out[s as usize] += clean(v);
+                }
+            }
+            None => out.iter_mut().zip(raw).for_each(|(o, &v)| *o = clean(v)),
+        }
+        if self.inv_temperature != 1.0 {
+            temper(out, self.inv_temperature);
         }
     }
 }
@@ -292,9 +320,14 @@ impl Combiner {
             .enumerate()
             .map(|(i, r)| Rule::compile(i + 1, r, labels, &taxonomy, fields))
             .collect::<Result<_, _>>()?;
+        let mut plan_of = vec![None; models.len()];
+        for (p, plan) in plans.iter().enumerate() {
+            plan_of[plan.index] = Some(p);
+        }
         Ok(Combiner {
             labels: n,
             models: plans,
+            plan_of,
             groups,
             outer,
             model_depth,

@@ -10,7 +10,7 @@ use super::rules::Outcome;
 use super::select::{rank_labels, Entry};
 use super::strategy::Input;
 use super::taxonomy::Taxonomy;
-use super::{Answer, Combiner, ItemView, Prediction, Scratch};
+use super::{Answer, Combiner, ItemView, Models, Prediction, Scratch};
 
 /// Score of a label no voting model covers.
 pub(crate) const UNCOVERED: f32 = -1.0;
@@ -128,7 +128,7 @@ impl Combiner {
     pub(crate) fn decide(
         &self,
         item: &ItemView<'_>,
-        per_model: &[&[f32]],
+        models: Models<'_>,
         s: &mut Scratch,
     ) -> Answer {
         let l = self.labels;
@@ -211,7 +211,7 @@ impl Combiner {
         let judged = predictions.first().map(|p| p.label).or(refused);
         let explanation = item.explain.then(|| {
             let input = |m: usize| {
-                let (ids, scores) = self.models[m].scores(per_model, &s.prepared);
+                let (ids, scores) = self.model_scores(m, models, &s.prepared);
                 Input {
                     ids,
                     scores,

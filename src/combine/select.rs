@@ -219,6 +219,15 @@ impl TopLists {
         }
     }
 
+    /// Sets voter `i`'s list to `top` (found beforehand).
+    pub(crate) fn set(&mut self, i: usize, top: &[Entry]) {
+        let start = self.entries.len();
+        self.entries.extend_from_slice(top);
+        if let Some(span) = self.spans.get_mut(i) {
+            *span = (start, self.entries.len());
+        }
+    }
+
     pub(crate) fn get(&self, i: usize) -> &[Entry] {
         let (start, end) = self.spans.get(i).copied().unwrap_or((0, 0));
         &self.entries[start..end]

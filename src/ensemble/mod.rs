@@ -15,7 +15,7 @@ use serde::Serialize;
 pub use item::{FieldValue, ItemError, ItemOptions, ValidItem};
 pub use manifest::{Manifest, ManifestError, ModelKind, ModelSpec};
 
-use crate::combine::{Combiner, ItemView, RuleConfig, Scratch, VoteConfig};
+use crate::combine::{Answer, Combiner, ItemView, Readied, RuleConfig, Scratch, VoteConfig};
 use crate::labels::LabelSpace;
 use crate::runtime::{Runtime, Scores};
 
@@ -120,24 +120,45 @@ impl Ensemble {
     /// Combines row `row` of a batch's model scores into the answer for `item`.
     pub fn combine(&self, row: usize, item: &ValidItem, scores: &ModelScores) -> ItemAnswer {
         let per_model: Vec<&[f32]> = scores.scores.iter().map(|s| s.row(row)).collect();
-        let fields: Vec<Option<&str>> = item
-            .fields
-            .iter()
-            .map(|f| match f {
-                Some(FieldValue::Text(t)) => Some(t.as_str()),
-                _ => None,
+        let answer = with_view(item, |view| {
+            SCRATCH.with(|s| {
+                self.combiner
+                    .combine(view, &per_model, &mut s.borrow_mut())
             })
-            .collect();
-        let view = ItemView {
-            fields: &fields,
-            top_k: item.options.top_k,
-            candidates: item.options.candidates.as_deref(),
-            explain: item.options.explain,
-        };
-        let answer = SCRATCH.with(|s| {
-            self.combiner
-                .combine(&view, &per_model, &mut s.borrow_mut())
         });
+        self.named(answer)
+    }
+
+    /// Readies model `model`'s scores for `item` in place ([`Combiner::ready`]), on the thread
+    /// that ran the model.
+    pub fn ready(&self, model: usize, item: &ValidItem, scores: &mut [f32]) -> Readied {
+        with_view(item, |view| {
+            SCRATCH.with(|s| {
+                self.combiner
+                    .ready(model, view, scores, &mut s.borrow_mut())
+            })
+        })
+    }
+
+    /// [`Ensemble::combine`] of scores readied by [`Ensemble::ready`]: `scores[m]` and
+    /// `readied[m]` are model m's.
+    pub fn combine_readied(
+        &self,
+        item: &ValidItem,
+        scores: &[&[f32]],
+        readied: &[&Readied],
+    ) -> ItemAnswer {
+        let answer = with_view(item, |view| {
+            SCRATCH.with(|s| {
+                self.combiner
+                    .combine_readied(view, scores, readied, &mut s.borrow_mut())
+            })
+        });
+        self.named(answer)
+    }
+
+    /// The combiner's answer, with label and model names.
+    fn named(&self, answer: Answer) -> ItemAnswer {
         let named = |p: &crate::combine::Prediction| LabelScore {
             label: self.combiner.label_name(p.label).to_owned(),
             score: p.score,
@@ -165,6 +186,24 @@ impl Ensemble {
     pub fn bytes(&self) -> u64 {
         self.models.iter().map(|m| m.bytes).sum()
     }
+}
+
+/// Calls `f` with the combiner's view of `item`.
+fn with_view<T>(item: &ValidItem, f: impl FnOnce(&ItemView<'_>) -> T) -> T {
+    let fields: Vec<Option<&str>> = item
+        .fields
+        .iter()
+        .map(|f| match f {
+            Some(FieldValue::Text(t)) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect();
+    f(&ItemView {
+        fields: &fields,
+        top_k: item.options.top_k,
+        candidates: item.options.candidates.as_deref(),
+        explain: item.options.explain,
+    })
 }
 
 /// Lower-case hex of `bytes`.

@@ -11,6 +11,7 @@ use std::task::{Context, Poll};
 use tokio::sync::oneshot;
 
 use super::state::Request;
+use crate::combine::Readied;
 use crate::ensemble::{Ensemble, ItemAnswer, ModelScores, PredictError, ValidItem};
 use crate::runtime::Scores;
 
@@ -27,16 +28,27 @@ pub(crate) struct Job {
     pub items: Vec<ValidItem>,
     /// Per [`Ensemble::views`]: each item's text for the models reading that view.
     texts: Vec<Vec<String>>,
-    /// Per model: `[items, model labels]`, filled as batches come back.
-    scores: Vec<Mutex<Scores>>,
+    /// Per model: its rows, filled as batches come back.
+    rows: Vec<Mutex<ModelRows>>,
     /// Per model: its share of the run time of the batches it took part in.
     nanos: Vec<AtomicU64>,
     /// Rows not yet back, over all models.
     remaining: AtomicUsize,
     reply: Mutex<Option<Reply>>,
+    /// The reply is answers (not raw scores): rows are readied for the vote as they come.
+    wants_answers: bool,
     /// Nobody wants the answer any more (caller gone, or a model failed): rows still queued
     /// are dropped.
     cancelled: AtomicBool,
+}
+
+/// One model's scores for a job's items, as its batches deliver them.
+#[derive(Default)]
+struct ModelRows {
+    /// `[items, model labels]`; allocated by the first delivery, on a compute thread.
+    scores: Scores,
+    /// Per item, when the job wants answers: what [`Ensemble::ready`] found.
+    readied: Vec<Readied>,
 }
 
 /// A job's rows for one of its models, as the queues hold them.
@@ -60,21 +72,13 @@ impl Job {
             .map(|fields| items.iter().map(|it| it.text(fields)).collect())
             .collect();
         let n = items.len();
-        let scores = ensemble
-            .models
-            .iter()
-            .map(|m| {
-                let mut s = Scores::default();
-                s.reset(n, m.label_ids.len());
-                Mutex::new(s)
-            })
-            .collect();
         let models = ensemble.models.len();
         Arc::new(Job {
             texts,
-            scores,
+            rows: (0..models).map(|_| Mutex::default()).collect(),
             nanos: (0..models).map(|_| AtomicU64::new(0)).collect(),
             remaining: AtomicUsize::new(n * models),
+            wants_answers: matches!(reply, Reply::Answers(_)),
             reply: Mutex::new(Some(reply)),
             cancelled: AtomicBool::new(false),
             ensemble,
@@ -96,12 +100,25 @@ impl Job {
     }
 
     /// Stores model `model`'s scores for rows `rows` (`scores` holds exactly those rows) and its
-    /// share of the batch's run time; the thread that brings the last rows replies.
+    /// share of the batch's run time; the thread that brings the last rows replies. When the job
+    /// wants answers, each row is readied for the vote here, while other models still run.
     pub fn deliver(&self, model: usize, rows: Range<usize>, scores: &[f32], nanos: u64) {
         {
-            let mut own = self.scores[model].lock().expect("scores lock");
-            let cols = own.cols;
-            own.data[rows.start * cols..rows.end * cols].copy_from_slice(scores);
+            let mut own = self.rows[model].lock().expect("rows lock");
+            let own = &mut *own;
+            let n = self.items.len();
+            let cols = self.ensemble.models[model].label_ids.len();
+            if own.scores.data.len() != n * cols {
+                own.scores.reset(n, cols);
+            }
+            own.scores.data[rows.start * cols..rows.end * cols].copy_from_slice(scores);
+            if self.wants_answers {
+                own.readied.resize_with(n, Readied::default);
+                for row in rows.clone() {
+                    let scores = own.scores.row_mut(row);
+                    own.readied[row] = self.ensemble.ready(model, &self.items[row], scores);
+                }
+            }
         }
         self.nanos[model].fetch_add(nanos, Ordering::Relaxed);
         if self.remaining.fetch_sub(rows.len(), Ordering::AcqRel) == rows.len() {
@@ -136,30 +153,34 @@ impl Job {
         let Some(reply) = self.reply.lock().expect("reply lock").take() else {
             return; // already failed
         };
-        let scores = ModelScores {
-            scores: self
-                .scores
-                .iter()
-                .map(|s| std::mem::take(&mut *s.lock().expect("scores lock")))
-                .collect(),
-            seconds: self
-                .nanos
-                .iter()
-                .map(|n| n.load(Ordering::Relaxed) as f64 / 1e9)
-                .collect(),
-        };
+        let rows: Vec<ModelRows> = self
+            .rows
+            .iter()
+            .map(|r| std::mem::take(&mut *r.lock().expect("rows lock")))
+            .collect();
         match reply {
             Reply::Answers(tx) => {
                 let answers = self
                     .items
                     .iter()
                     .enumerate()
-                    .map(|(row, item)| self.ensemble.combine(row, item, &scores))
+                    .map(|(i, item)| {
+                        let scores: Vec<&[f32]> = rows.iter().map(|r| r.scores.row(i)).collect();
+                        let readied: Vec<&Readied> = rows.iter().map(|r| &r.readied[i]).collect();
+                        self.ensemble.combine_readied(item, &scores, &readied)
+                    })
                     .collect();
                 let _ = tx.send(Ok(answers));
             }
             Reply::Scores(tx) => {
-                let _ = tx.send(Ok(scores));
+                let _ = tx.send(Ok(ModelScores {
+                    scores: rows.into_iter().map(|r| r.scores).collect(),
+                    seconds: self
+                        .nanos
+                        .iter()
+                        .map(|n| n.load(Ordering::Relaxed) as f64 / 1e9)
+                        .collect(),
+                }));
             }
         }
     }

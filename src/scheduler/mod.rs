@@ -254,6 +254,8 @@ impl Drop for ComputePool {
 
 /// A compute thread: take the next batch, run it, hand the rows back; until shutdown.
 fn compute_task(shared: &Shared) {
+    // The models' output, reused from batch to batch.
+    let mut out = Scores::default();
     loop {
         let batch = {
             let mut state = shared.state.lock().expect("scheduler lock");
@@ -278,13 +280,13 @@ fn compute_task(shared: &Shared) {
                 };
             }
         };
-        run_batch(batch);
+        run_batch(batch, &mut out);
     }
 }
 
 /// Runs one batch: gathers its rows from every request in it, runs the model once, and gives
 /// each request its rows back.
-fn run_batch(batch: Batch<Part>) {
+fn run_batch(batch: Batch<Part>, out: &mut Scores) {
     let Some(first) = batch.entries.first() else {
         return;
     };
@@ -297,7 +299,6 @@ fn run_batch(batch: Batch<Part>) {
     let runtime = Arc::clone(&model.runtime);
     let name = model.spec.name.clone();
     let rows = batch.rows();
-    let mut out = Scores::default();
     let result = catch_unwind(AssertUnwindSafe(|| match runtime.input_kind() {
         InputKind::Text => {
             let texts: Vec<&str> = batch
@@ -309,7 +310,7 @@ fn run_batch(batch: Batch<Part>) {
                         .map(|r| e.request.job.text(e.request.model, r))
                 })
                 .collect();
-            runtime.run(&Inputs::Text(&texts), &mut out)
+            runtime.run(&Inputs::Text(&texts), out)
         }
         InputKind::Features { width } => {
             let mut data = Vec::with_capacity(rows * width);
@@ -318,17 +319,20 @@ fn run_batch(batch: Batch<Part>) {
                 let field = job.ensemble.models[e.request.model].field_ids[0];
                 job.features(field, width, e.rows.clone(), &mut data);
             }
-            runtime.run(&Inputs::Features { data: &data, width }, &mut out)
+            runtime.run(&Inputs::Features { data: &data, width }, out)
         }
     }));
     let elapsed = started.elapsed();
     telemetry::model_run(&name, elapsed);
     telemetry::batch_size(&name, rows);
+    let cols = runtime.labels().len();
     let error = match result {
-        Ok(Ok(())) if out.rows == rows => None,
+        Ok(Ok(())) if out.rows == rows && out.cols == cols && out.data.len() == rows * cols => {
+            None
+        }
         Ok(Ok(())) => Some(format!(
-            "returned {} rows for {rows}: this is a bug",
-            out.rows
+            "returned {} rows of {} scores for {rows} rows of {cols}: this is a bug",
+            out.rows, out.cols
         )),
         Ok(Err(e)) => Some(e.to_string()),
         Err(_) => Some("the model panicked while scoring".to_owned()),

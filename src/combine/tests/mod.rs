@@ -99,7 +99,26 @@ pub(super) fn item() -> ItemView<'static> {
 }
 
 pub(super) fn run(c: &Combiner, scores: &[&[f32]]) -> Answer {
-    c.combine(&item(), scores, &mut Scratch::default())
+    combine_both(c, &item(), scores)
+}
+
+/// Combines `scores` both ways the server can (raw, and readied model by model first) and
+/// asserts the two answers are identical, to the bit.
+#[track_caller]
+pub(super) fn combine_both(c: &Combiner, item: &ItemView<'_>, scores: &[&[f32]]) -> Answer {
+    let raw = c.combine(item, scores, &mut Scratch::default());
+    let mut scratch = Scratch::default();
+    let mut rows: Vec<Vec<f32>> = scores.iter().map(|s| s.to_vec()).collect();
+    let readied: Vec<Readied> = rows
+        .iter_mut()
+        .enumerate()
+        .map(|(m, row)| c.ready(m, item, row, &mut scratch))
+        .collect();
+    let rows: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
+    let readied: Vec<&Readied> = readied.iter().collect();
+    let ready = c.combine_readied(item, &rows, &readied, &mut scratch);
+    assert_eq!(raw, ready, "combining readied scores changed the answer");
+    raw
 }
 
 /// `(label name, score)` of each prediction.
@@ -184,7 +203,7 @@ fn documented_manifest_example_builds() {
         candidates: None,
         explain: true,
     };
-    let a = c.combine(&item, &[s, s, s], &mut Scratch::default());
+    let a = combine_both(&c, &item, &[s, s, s]);
     assert_eq!(a.predictions[0].label, 0, "{a:?}");
     assert!(a.rules_fired.contains(&"knives".to_owned()), "{a:?}");
     assert_eq!(a.explanation.map(|e| e.len()), Some(3));

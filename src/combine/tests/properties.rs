@@ -96,7 +96,7 @@ fn answer(toml: &str, models: &[M], scores: &[Vec<f32>]) -> Answer {
         explain: true,
         ..item()
     };
-    c.combine(&item, &s, &mut Scratch::default())
+    combine_both(&c, &item, &s)
 }
 
 #[track_caller]
@@ -261,7 +261,7 @@ fn no_input_panics_or_yields_a_non_finite_score() {
                 candidates: (rng.unit() < 0.5).then_some(&cands[..rng.below(4)]),
                 explain: true,
             };
-            let a = c.combine(&item, &s, &mut Scratch::default());
+            let a = combine_both(&c, &item, &s);
             let contributions = a
                 .explanation
                 .iter()

@@ -29,7 +29,7 @@ fn ask(c: &Combiner, title: Option<&str>, candidates: Option<&[String]>) -> Answ
         candidates,
         explain: false,
     };
-    c.combine(&item, &[SCORES], &mut Scratch::default())
+    combine_both(c, &item, &[SCORES])
 }
 
 const KNIVES: (&str, f32) = ("Home > Kitchen > Knives", 0.30);
@@ -288,11 +288,7 @@ fn explanations_show_each_models_part() {
         explain: true,
         ..item()
     };
-    let a = c.combine(
-        &item,
-        &[&[0.6, 0.3, 0.1], &[0.2, 0.7, 0.1]],
-        &mut Scratch::default(),
-    );
+    let a = combine_both(&c, &item, &[&[0.6, 0.3, 0.1], &[0.2, 0.7, 0.1]]);
     let e = a.explanation.expect("explain was asked");
     let p = |label: u32, score: f32| Prediction { label, score };
     assert_eq!((e[0].model, e[0].weight), (0, 1.0));
@@ -339,7 +335,7 @@ fn scratch_reuse_never_leaks_between_items_or_ensembles() {
                 explain: true,
                 ..item()
             };
-            let fresh = c.combine(&it, scores, &mut Scratch::default());
+            let fresh = combine_both(c, &it, scores);
             assert_eq!(c.combine(&it, scores, &mut shared), fresh, "round {round}");
         }
     }

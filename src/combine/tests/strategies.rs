@@ -253,13 +253,13 @@ fn broken_scores_count_as_zero_or_one_and_poison_nothing() {
     for strategy in ["soft", "hard", "rank", "max", "geometric"] {
         let models = [m("m1", 1.0, ALL), m("m2", 1.0, ALL), m("m3", 1.0, ALL)];
         let c = build(&format!("vote.strategy = \"{strategy}\""), &models, &abc());
-        let a = c.combine(
+        let a = combine_both(
+            &c,
             &ItemView {
                 explain: true,
                 ..item()
             },
             &scores,
-            &mut Scratch::default(),
         );
         assert_eq!(a.predictions.len(), 3, "{strategy}");
         assert!(
@@ -320,16 +320,8 @@ fn agreement_counts_models_with_the_winner_in_their_top_k() {
 #[test]
 fn top_k_limits_the_answer() {
     let c = build("", &[m("m1", 1.0, ALL)], &abc());
-    let a = c.combine(
-        &ItemView { top_k: 2, ..item() },
-        &[&[0.2, 0.5, 0.3]],
-        &mut Scratch::default(),
-    );
+    let a = combine_both(&c, &ItemView { top_k: 2, ..item() }, &[&[0.2, 0.5, 0.3]]);
     expect(&c, &a, &[("b", 0.5), ("c", 0.3)]);
-    let none = c.combine(
-        &ItemView { top_k: 0, ..item() },
-        &[&[0.2, 0.5, 0.3]],
-        &mut Scratch::default(),
-    );
+    let none = combine_both(&c, &ItemView { top_k: 0, ..item() }, &[&[0.2, 0.5, 0.3]]);
     assert!(none.predictions.is_empty() && none.abstained.is_none());
 }
