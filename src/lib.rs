@@ -12,3 +12,4 @@ pub mod scheduler;
 pub mod server;
 pub mod shadow;
 pub mod telemetry;
+mod wide;

@@ -4,7 +4,9 @@
 //! models themselves).
 //!
 //! Both are within a few ulp of `f32::ln`/`f32::exp` over the ranges used here (tested below);
-//! `exp` is Cephes' `expf`, the polynomial most SIMD math libraries use.
+//! `exp` is Cephes' `expf`, the polynomial most SIMD math libraries use. The loops that run them
+//! over every score are built twice ([`crate::wide::widen!`]): for the baseline x86-64 CPU and for AVX2 /
+//! AVX-512, chosen at run time, with the same answer to the bit.
 
 /// A model's score as the vote reads it: a probability. NaN and negative scores count as 0 and
 /// anything above 1 (including +inf) as 1, so one broken model can never poison the others.
@@ -69,6 +71,7 @@ const LANES: usize = 8;
 /// Largest cleaned value of `xs` (0 for an empty slice). Eight independent lanes so it vectorises;
 /// clean() is monotone, so cleaning the maximum equals the maximum of the cleaned values (NaN never
 /// wins a `>` comparison).
+#[inline(always)]
 pub(crate) fn max_clean(xs: &[f32]) -> f32 {
     let mut lanes = [0.0f32; LANES];
     let chunks = xs.chunks_exact(LANES);
@@ -86,6 +89,7 @@ pub(crate) fn max_clean(xs: &[f32]) -> f32 {
 }
 
 /// Sum of `xs`, in eight lanes (a fixed order, so the result is reproducible).
+#[inline(always)]
 pub(crate) fn sum(xs: &[f32]) -> f32 {
     let mut lanes = [0.0f32; LANES];
     let chunks = xs.chunks_exact(LANES);

@@ -256,7 +256,11 @@ impl Combiner {
         scores: &mut [f32],
         scratch: &mut Scratch,
     ) -> Readied {
-        let Some(plan) = self.plan_of.get(model).and_then(|p| p.map(|p| &self.models[p])) else {
+        let Some(plan) = self
+            .plan_of
+            .get(model)
+            .and_then(|p| p.map(|p| &self.models[p]))
+        else {
             return Readied::default(); // weight 0: it does not vote
         };
         let len = plan.prepare_in_place(scores, &mut scratch.prepared);

@@ -8,6 +8,7 @@
 use super::config::{check, ConfigError, DEFAULT_FLOOR, DEFAULT_RANK_K};
 use super::mathf::{clean, exp, ln};
 use super::select::{Entry, Ids};
+use crate::wide::widen;
 
 /// A strategy with its parameters resolved.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -250,9 +251,13 @@ fn masked(out: &mut [f32]) -> (&mut [f32], usize) {
     (&mut out[..=mask], mask)
 }
 
-/// Soft (and tiebreak): `out[label] += w · s`.
-#[inline]
-fn add(out: &mut [f32], input: &Input<'_>, w: f32) {
+widen!(
+    /// Soft (and tiebreak): `out[label] += w · s`.
+    fn add(out: &mut [f32], input: &Input<'_>, w: f32) = add_body
+);
+
+#[inline(always)]
+fn add_body(out: &mut [f32], input: &Input<'_>, w: f32) {
     match input.ids {
         Ids::Dense => {
             for (o, &s) in out.iter_mut().zip(input.scores) {
@@ -282,8 +287,13 @@ fn rank(out: &mut [f32], input: &Input<'_>, w: f32, k: usize) {
     }
 }
 
-/// Max: the best single weighted score per label.
-fn max(out: &mut [f32], input: &Input<'_>, w: f32) {
+widen!(
+    /// Max: the best single weighted score per label.
+    fn max(out: &mut [f32], input: &Input<'_>, w: f32) = max_body
+);
+
+#[inline(always)]
+fn max_body(out: &mut [f32], input: &Input<'_>, w: f32) {
     match input.ids {
         Ids::Dense => {
             for (o, &s) in out.iter_mut().zip(input.scores) {
@@ -301,9 +311,15 @@ fn max(out: &mut [f32], input: &Input<'_>, w: f32) {
     }
 }
 
-/// Geometric: `out[label] += w · (ln max(s, floor) − ln floor)`, so a member lacking a label adds
-/// nothing (it counts as `floor`). The logarithms are taken in a separate, vectorised pass.
-fn geometric(out: &mut [f32], input: &Input<'_>, w: f32, floor: f32, tmp: &mut Vec<f32>) {
+widen!(
+    /// Geometric: `out[label] += w · (ln max(s, floor) − ln floor)`, so a member lacking a label
+    /// adds nothing (it counts as `floor`). The logarithms are taken in a separate, vectorised pass.
+    fn geometric(out: &mut [f32], input: &Input<'_>, w: f32, floor: f32, tmp: &mut Vec<f32>) =
+        geometric_body
+);
+
+#[inline(always)]
+fn geometric_body(out: &mut [f32], input: &Input<'_>, w: f32, floor: f32, tmp: &mut Vec<f32>) {
     let ln_floor = ln(floor);
     let lift = |s: f32| {
         let p = clean(s);

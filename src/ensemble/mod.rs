@@ -121,10 +121,7 @@ impl Ensemble {
     pub fn combine(&self, row: usize, item: &ValidItem, scores: &ModelScores) -> ItemAnswer {
         let per_model: Vec<&[f32]> = scores.scores.iter().map(|s| s.row(row)).collect();
         let answer = with_view(item, |view| {
-            SCRATCH.with(|s| {
-                self.combiner
-                    .combine(view, &per_model, &mut s.borrow_mut())
-            })
+            SCRATCH.with(|s| self.combiner.combine(view, &per_model, &mut s.borrow_mut()))
         });
         self.named(answer)
     }

@@ -327,9 +327,7 @@ fn run_batch(batch: Batch<Part>, out: &mut Scores) {
     telemetry::batch_size(&name, rows);
     let cols = runtime.labels().len();
     let error = match result {
-        Ok(Ok(())) if out.rows == rows && out.cols == cols && out.data.len() == rows * cols => {
-            None
-        }
+        Ok(Ok(())) if out.rows == rows && out.cols == cols && out.data.len() == rows * cols => None,
         Ok(Ok(())) => Some(format!(
             "returned {} rows of {} scores for {rows} rows of {cols}: this is a bug",
             out.rows, out.cols
