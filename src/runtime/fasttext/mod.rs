@@ -3,8 +3,8 @@
 //!
 //! Two paths, one answer:
 //! - models with dense matrices (softmax, one-vs-all, hierarchical softmax) score a whole batch as
-//!   one GEMM (sentence vectors × output matrix), which is where batching pays; hierarchical softmax
-//!   then walks its Huffman tree over the precomputed node scores;
+//!   one product of its sentence vectors with the output matrix ([`output::OutputMatrix`]), which
+//!   is where batching pays; hierarchical softmax then walks its Huffman tree over the node scores;
 //! - quantised models score row by row through the crate's own predictor.
 //!
 //! Every score is what official fastText prints: for softmax and one-vs-all `exp(log(p + 1e-5))`,
@@ -17,7 +17,10 @@ use std::path::Path;
 use fasttext::args::LossName;
 use fasttext::dictionary::EntryType;
 use fasttext::FastText;
-use ndarray::{Array2, ArrayView2};
+
+mod output;
+
+use output::OutputMatrix;
 
 use super::{InputKind, Inputs, LoadError, RunError, Runtime, Scores};
 
@@ -40,7 +43,7 @@ pub struct FastTextModel {
 enum Scorer {
     /// `[labels, dim]` output matrix, multiplied against the batch's sentence vectors at once.
     Gemm {
-        output: Array2<f32>,
+        output: OutputMatrix,
         loss: DenseLoss,
     },
     /// The crate's own predictor, one row at a time; `index` maps its label strings to columns.
@@ -116,8 +119,14 @@ impl FastTextModel {
             loss if model.quant_output().is_none() => {
                 let wo = model.output_matrix();
                 let dim = model.args().dim as usize;
-                let output = Array2::from_shape_vec((labels.len(), dim), wo.data().to_vec())
-                    .map_err(|e| bad(format!("output matrix shape: {e}")))?;
+                if wo.data().len() < labels.len() * dim {
+                    return Err(bad(format!(
+                        "output matrix holds {} floats, fewer than {} labels x dim {dim}",
+                        wo.data().len(),
+                        labels.len()
+                    )));
+                }
+                let output = OutputMatrix::new(wo.data(), labels.len(), dim);
                 Scorer::Gemm { output, loss }
             }
             _ => Scorer::PerRow {
@@ -175,8 +184,8 @@ impl FastTextModel {
             .unwrap_or(label)
     }
 
-    fn run_gemm(&self, texts: &[&str], output: &Array2<f32>, loss: &DenseLoss, out: &mut Scores) {
-        let dim = output.ncols();
+    fn run_gemm(&self, texts: &[&str], output: &OutputMatrix, loss: &DenseLoss, out: &mut Scores) {
+        let dim = output.dim();
         let mut hidden = vec![0.0f32; texts.len() * dim];
         let mut empty = vec![false; texts.len()];
         let (mut words, mut scratch) = (Vec::new(), Vec::new());
@@ -200,23 +209,23 @@ impl FastTextModel {
                 h.iter_mut().for_each(|v| *v *= scale);
             }
         }
-        let hidden = ArrayView2::from_shape((texts.len(), dim), &hidden)
-            .expect("hidden buffer is rows × dim: this is a bug");
-        let logits = hidden.dot(&output.t());
-        for (row, logits) in logits.rows().into_iter().enumerate() {
+        let mut logits = Vec::new();
+        output.products(&hidden, texts.len(), &mut logits);
+        let n = self.labels.len();
+        for (row, logits) in logits.chunks_exact(n.max(1)).enumerate() {
             let dst = out.row_mut(row);
             if empty[row] {
                 continue; // official fastText predicts nothing for an empty line
             }
-            let logits = logits.as_slice().expect("row-major");
             match loss {
+                // exp(log(p + 1e-5)) is p + 1e-5 to within a rounding.
                 DenseLoss::Softmax => {
                     softmax_into(logits, dst);
-                    dst.iter_mut().for_each(|p| *p = (*p + LOG_EPS).ln().exp());
+                    dst.iter_mut().for_each(|p| *p += LOG_EPS);
                 }
                 DenseLoss::OneVsAll => {
                     for (d, &x) in dst.iter_mut().zip(logits) {
-                        *d = (sigmoid_table(x) + LOG_EPS).ln().exp();
+                        *d = sigmoid_table(x) + LOG_EPS;
                     }
                 }
                 DenseLoss::Tree {
@@ -345,7 +354,7 @@ impl Runtime for FastTextModel {
                 leaf_column.iter_mut().for_each(|c| *c = inverse[*c]);
             }
             Scorer::Gemm { output, .. } => {
-                *output = output.select(ndarray::Axis(0), order);
+                *output = output.select_rows(order);
             }
             Scorer::PerRow { index } => {
                 *index = self
