@@ -3,6 +3,7 @@
 //! best batch size, divided into the number of compute threads, is the throughput no server can
 //! beat; its cost at batch 1 divided by the threads is the latency one client could hope for.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use lastmile::ensemble::{Ensemble, ValidItem};
@@ -19,13 +20,17 @@ pub struct Floor {
     pub batched: f64,
     /// Per model: (name, seconds per row at each of [`SIZES`]).
     pub models: Vec<(String, Vec<f64>)>,
+    /// Median wall time of one item with every model at batch 1, the models shared out over the
+    /// compute threads as they come free (as the server does with one client), and nothing else:
+    /// what one client could get here, now that the threads share the memory bus and caches.
+    pub side_by_side: f64,
 }
 
 /// Measures every model on `items` (cycled) at each batch size, `rows` rows per size. As a
 /// request would, each batch of items goes through every model in turn, so no model finds its
 /// weights still in cache from its previous call: the floor pays the same memory traffic a
 /// server does.
-pub fn measure(ensemble: &Ensemble, items: &[ValidItem], rows: usize) -> Floor {
+pub fn measure(ensemble: &Ensemble, items: &[ValidItem], rows: usize, threads: usize) -> Floor {
     let texts: Vec<Vec<String>> = ensemble
         .models
         .iter()
@@ -33,6 +38,7 @@ pub fn measure(ensemble: &Ensemble, items: &[ValidItem], rows: usize) -> Floor {
         .collect();
     let mut seconds = vec![vec![0.0f64; SIZES.len()]; ensemble.models.len()];
     let mut out = Scores::default();
+    let mut side_by_side = 0.0;
     for (s, &size) in SIZES.iter().enumerate() {
         let run = |m: usize, from: usize, out: &mut Scores| {
             let model = &ensemble.models[m];
@@ -67,6 +73,9 @@ pub fn measure(ensemble: &Ensemble, items: &[ValidItem], rows: usize) -> Floor {
         }
         let done = (rows.div_ceil(size) * size) as f64;
         seconds.iter_mut().for_each(|t| t[s] /= done);
+        if size == 1 {
+            side_by_side = side_by_side_median(ensemble.models.len(), rows, threads, run);
+        }
     }
     let models: Vec<(String, Vec<f64>)> = ensemble
         .models
@@ -81,7 +90,41 @@ pub fn measure(ensemble: &Ensemble, items: &[ValidItem], rows: usize) -> Floor {
             .map(|(_, c)| c.iter().copied().fold(f64::INFINITY, f64::min))
             .sum(),
         models,
+        side_by_side,
     }
+}
+
+/// Median seconds per item of `items` items, each running all `models` models (`run(m, item,
+/// out)`) on `threads` threads that take the next model as they come free.
+fn side_by_side_median(
+    models: usize,
+    items: usize,
+    threads: usize,
+    run: impl Fn(usize, usize, &mut Scores) + Sync,
+) -> f64 {
+    let mut times: Vec<f64> = (0..items.max(1))
+        .map(|item| {
+            let next = AtomicUsize::new(0);
+            let started = Instant::now();
+            std::thread::scope(|s| {
+                for _ in 0..threads.max(1) {
+                    s.spawn(|| {
+                        let mut out = Scores::default();
+                        loop {
+                            let m = next.fetch_add(1, Ordering::Relaxed);
+                            if m >= models {
+                                break;
+                            }
+                            run(m, item, &mut out);
+                        }
+                    });
+                }
+            });
+            started.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
 }
 
 fn features(items: &[ValidItem], field: usize, width: usize, from: usize, n: usize) -> Vec<f32> {

@@ -77,7 +77,7 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
     let threads = pool.threads();
 
     eprintln!("measuring the floor ({} models)...", ensemble.models.len());
-    let floor = floor::measure(&ensemble, &items, args.floor_rows);
+    let floor = floor::measure(&ensemble, &items, args.floor_rows, threads);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -273,8 +273,15 @@ fn report(
     );
     let _ = writeln!(
         out,
-        "\nLatency floor at one client (batch-1 cost / {threads} threads): {} ms\n",
+        "\nLatency floor at one client (batch-1 cost / {threads} threads): {} ms",
         ms(Duration::from_secs_f64(latency_floor))
+    );
+    let _ = writeln!(
+        out,
+        "Bare models side by side at batch 1 on {threads} threads (no server; median item): {} ms \
+         = {:.2} x the latency floor (the threads share memory bandwidth and cache)\n",
+        ms(Duration::from_secs_f64(floor.side_by_side)),
+        floor.side_by_side / latency_floor
     );
     let _ = writeln!(out, "### Server, batching on\n");
     let _ = writeln!(
@@ -305,9 +312,11 @@ fn report(
     {
         let _ = writeln!(
             out,
-            "\nOne client over gRPC: p50 {} ms = {:.2} x the latency floor.",
+            "\nOne client over gRPC: p50 {} ms = {:.2} x the latency floor, {:.2} x the bare \
+             models side by side.",
             ms(one.p50),
-            one.p50.as_secs_f64() / latency_floor
+            one.p50.as_secs_f64() / latency_floor,
+            one.p50.as_secs_f64() / floor.side_by_side
         );
     }
     let _ = writeln!(
