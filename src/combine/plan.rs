@@ -396,16 +396,7 @@ fn temper_body(scores: &mut [f32], inv_t: f32) {
             0.0
         }
     };
-    // Blocks of 64 give the CPU several independent ln/exp chains to overlap.
-    let mut blocks = scores.chunks_exact_mut(64);
-    for block in &mut blocks {
-        for v in block.iter_mut() {
-            *v = tempered(*v);
-        }
-    }
-    for v in blocks.into_remainder() {
-        *v = tempered(*v);
-    }
+    scores.iter_mut().for_each(|v| *v = tempered(*v));
     let z = sum(scores);
     if z > 0.0 {
         let k = total / z;
