@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::ensemble::{Ensemble, ItemAnswer, ItemOptions, ModelScores, PredictError, ValidItem};
-use crate::scheduler::ComputePool;
+use crate::scheduler::{ComputePool, Priority};
 
 /// One labelled item: what the ensemble reads, and the right answer.
 #[derive(Debug, Clone)]
@@ -171,10 +171,13 @@ impl Tally {
     }
 }
 
-/// Scores `data` in batches of `batch` and measures the ensemble and every model.
+/// Scores `data` in batches of `batch` and measures the ensemble and every model. At
+/// [`Priority::Low`] the work yields to live traffic on the same pool (its items/s then counts
+/// the waiting too).
 pub fn evaluate(
     ensemble: &Arc<Ensemble>,
     pool: &ComputePool,
+    priority: Priority,
     data: &[LabelledItem],
     batch: usize,
     mut progress: impl FnMut(usize),
@@ -190,7 +193,7 @@ pub fn evaluate(
             item
         }));
         let started = Instant::now();
-        let scores = pool.score(ensemble, items.clone()).wait()?;
+        let scores = pool.score_at(priority, ensemble, items.clone()).wait()?;
         let answers: Vec<ItemAnswer> = items
             .iter()
             .enumerate()

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use lastmile::ensemble::{Ensemble, ItemAnswer, ItemOptions, ValidItem};
-use lastmile::scheduler::ComputePool;
+use lastmile::scheduler::{ComputePool, Priority};
 use serde_json::json;
 
 fn ensemble(max_batch: usize) -> Arc<Ensemble> {
@@ -148,6 +148,22 @@ fn low_priority_work_gets_the_same_answers() {
     let (a, b) = (live.wait().unwrap(), shadow.wait().unwrap());
     for (x, y) in a.iter().zip(&b) {
         assert_same(x, y);
+    }
+    assert_eq!(pool.low_queue_depth(), 0);
+}
+
+/// Validating a candidate scores at low priority (so live traffic goes first): same scores.
+#[test]
+fn low_priority_scores_equal_normal_ones() {
+    let pool = ComputePool::new(2).unwrap();
+    let e = ensemble(4);
+    let normal = pool.score(&e, items(&e, 5, 2)).wait().unwrap();
+    let low = pool
+        .score_at(Priority::Low, &e, items(&e, 5, 2))
+        .wait()
+        .unwrap();
+    for (a, b) in normal.scores.iter().zip(&low.scores) {
+        assert_eq!(a.data, b.data);
     }
     assert_eq!(pool.low_queue_depth(), 0);
 }

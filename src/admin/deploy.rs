@@ -17,6 +17,7 @@ use crate::proto::lastmile::v1 as pb;
 use crate::registry::{ensemble_ref, unix_seconds, Held, Registry, Slot, Trigger};
 use crate::runtime::InputKind;
 use crate::scheduler::ComputePool;
+use crate::scheduler::Priority;
 use crate::server::{ApiError, ErrorKind};
 use crate::telemetry;
 
@@ -379,9 +380,10 @@ impl Deployer {
                 let items = read_labelled(&path, e, "label", None).map_err(|err| {
                     format!("the {who} ensemble cannot read the validation set: {err}")
                 })?;
-                let report = evaluate(e, &pool, &items, batch, |_| {}).map_err(|err| {
-                    format!("the {who} ensemble failed on the validation set: {err}")
-                })?;
+                let report =
+                    evaluate(e, &pool, Priority::Low, &items, batch, |_| {}).map_err(|err| {
+                        format!("the {who} ensemble failed on the validation set: {err}")
+                    })?;
                 Ok((report.overall, items.len()))
             };
             Ok::<_, String>((

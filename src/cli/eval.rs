@@ -7,6 +7,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use lastmile::ensemble::Ensemble;
 use lastmile::eval::{evaluate, read_labelled, LabelledItem, Metrics, Report};
+use lastmile::scheduler::Priority;
 
 use super::{load, EnsembleArgs, Failure};
 
@@ -42,13 +43,13 @@ pub fn run(args: EvalArgs) -> Result<(), Failure> {
                 .expect("a valid template"),
         )
     };
-    let report =
-        evaluate(&ensemble, &pool, &data, args.batch, |n| bar.inc(n as u64)).map_err(|e| {
-            Failure {
-                message: e.to_string(),
-                code: 1,
-            }
-        })?;
+    let report = evaluate(&ensemble, &pool, Priority::Normal, &data, args.batch, |n| {
+        bar.inc(n as u64)
+    })
+    .map_err(|e| Failure {
+        message: e.to_string(),
+        code: 1,
+    })?;
     bar.finish_and_clear();
     if args.json {
         println!(

@@ -55,9 +55,10 @@ struct State {
 
 /// Which queues a request waits in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Priority {
+pub enum Priority {
     Normal,
-    /// Runs only when no normal-priority batch is ready (shadow traffic).
+    /// Runs only when no normal-priority batch is ready: work no caller waits on (shadow
+    /// traffic, validating a candidate while live traffic flows).
     Low,
 }
 
@@ -133,8 +134,18 @@ impl ComputePool {
 
     /// As [`ComputePool::predict`], but answers every model's own scores, uncombined.
     pub fn score(&self, ensemble: &Arc<Ensemble>, items: Vec<ValidItem>) -> Ticket<ModelScores> {
+        self.score_at(Priority::Normal, ensemble, items)
+    }
+
+    /// [`ComputePool::score`] at a chosen priority.
+    pub fn score_at(
+        &self,
+        priority: Priority,
+        ensemble: &Arc<Ensemble>,
+        items: Vec<ValidItem>,
+    ) -> Ticket<ModelScores> {
         let (tx, rx) = oneshot::channel();
-        let job = self.submit(Priority::Normal, ensemble, items, Reply::Scores(tx));
+        let job = self.submit(priority, ensemble, items, Reply::Scores(tx));
         Ticket { rx, job }
     }
 
