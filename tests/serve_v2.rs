@@ -15,14 +15,24 @@ use tonic::Code;
 
 /// Labels and scores, `[N][k]`, as `Ensemble::predict` gives them for the products.
 async fn expected(server: &TestServer, k: usize) -> (Vec<Vec<String>>, Vec<Vec<f32>>) {
+    expected_with(
+        server,
+        ItemOptions {
+            top_k: k,
+            ..ItemOptions::default()
+        },
+    )
+    .await
+}
+
+async fn expected_with(
+    server: &TestServer,
+    options: ItemOptions,
+) -> (Vec<Vec<String>>, Vec<Vec<f32>>) {
     let objects: Vec<Value> = PRODUCTS
         .iter()
         .map(|(t, d)| json_item(&[("title", t), ("description", d)]))
         .collect();
-    let options = ItemOptions {
-        top_k: k,
-        ..ItemOptions::default()
-    };
     let answers = server.expected(server.items(&objects, options)).await;
     let labels = answers
         .iter()
@@ -409,6 +419,94 @@ fn bytes_input(name: &str, values: &[&str]) -> pb::model_infer_request::InferInp
             ..Default::default()
         }),
     }
+}
+
+/// The `candidates` parameter restricts every answer on both transports, as a JSON array in a
+/// string (V2 parameters are scalars) and, over REST, as a plain array.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn candidates_restrict_the_answers_on_both_transports() {
+    let server = TestServer::start(Limits::default()).await;
+    let accepted = vec!["garden".to_owned(), "toys".to_owned()];
+    let (labels, scores) = expected_with(
+        &server,
+        ItemOptions {
+            top_k: 2,
+            candidates: Some(accepted.clone()),
+            ..ItemOptions::default()
+        },
+    )
+    .await;
+    assert!(labels.iter().all(|r| r.len() == 2), "{labels:?}");
+    assert!(labels
+        .iter()
+        .flatten()
+        .all(|l| l.starts_with("garden") || l.starts_with("toys")));
+    let as_string = serde_json::to_string(&accepted).unwrap();
+    for candidates in [json!(accepted), json!(as_string)] {
+        let (status, body) = server
+            .post_json(
+                "/v2/models/starter/infer",
+                &json!({
+                    "parameters": {"top_k": 2, "candidates": candidates},
+                    "inputs": [
+                        {"name": "title", "shape": [4], "datatype": "BYTES", "data": titles()},
+                        {"name": "description", "shape": [4], "datatype": "BYTES", "data": descriptions()}
+                    ]
+                }),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let got: Vec<String> = serde_json::from_value(body["outputs"][0]["data"].clone()).unwrap();
+        assert_eq!(rows(&got, 2), labels);
+        let got: Vec<f32> = serde_json::from_value(body["outputs"][1]["data"].clone()).unwrap();
+        assert_eq!(rows(&got, 2), scores);
+    }
+
+    let mut client = GrpcInferenceServiceClient::new(server.channel().await);
+    let mut parameters = top_k(2);
+    parameters.insert(
+        "candidates".to_owned(),
+        pb::InferParameter {
+            parameter_choice: Some(pb::infer_parameter::ParameterChoice::StringParam(as_string)),
+        },
+    );
+    let reply = client
+        .model_infer(pb::ModelInferRequest {
+            model_name: "starter".into(),
+            parameters,
+            inputs: vec![
+                bytes_input("title", &titles()),
+                bytes_input("description", &descriptions()),
+            ],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let got: Vec<String> = reply.outputs[0]
+        .contents
+        .as_ref()
+        .map(|c| {
+            c.bytes_contents
+                .iter()
+                .map(|b| String::from_utf8(b.clone()).unwrap())
+                .collect()
+        })
+        .unwrap_or_else(|| decode_bytes(&reply.raw_output_contents[0]));
+    assert_eq!(rows(&got, 2), labels);
+
+    let (status, reply) = server
+        .post_json(
+            "/v2/models/starter/infer",
+            &json!({"parameters": {"candidates": 5},
+                    "inputs": [{"name": "title", "shape": [1], "datatype": "BYTES", "data": ["a"]}]}),
+        )
+        .await;
+    assert_eq!(status, 400, "{reply}");
+    assert!(
+        reply["error"].as_str().unwrap().contains("candidates"),
+        "{reply}"
+    );
 }
 
 fn top_k(k: i64) -> std::collections::HashMap<String, pb::InferParameter> {

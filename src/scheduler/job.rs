@@ -108,10 +108,18 @@ impl Job {
             let own = &mut *own;
             let n = self.items.len();
             let cols = self.ensemble.models[model].label_ids.len();
-            if own.scores.data.len() != n * cols {
-                own.scores.reset(n, cols);
+            if rows == (0..n) {
+                // Every row at once (always so for one-item requests): take them as they are.
+                own.scores.rows = n;
+                own.scores.cols = cols;
+                own.scores.data.clear();
+                own.scores.data.extend_from_slice(scores);
+            } else {
+                if own.scores.data.len() != n * cols {
+                    own.scores.reset(n, cols);
+                }
+                own.scores.data[rows.start * cols..rows.end * cols].copy_from_slice(scores);
             }
-            own.scores.data[rows.start * cols..rows.end * cols].copy_from_slice(scores);
             if self.wants_answers {
                 own.readied.resize_with(n, Readied::default);
                 for row in rows.clone() {

@@ -7,6 +7,9 @@
 //! (an empty element means the item lacks the field), FP32 or FP64 `[N, width]` for numeric ones.
 //! Outputs are `labels` (BYTES) and `scores` (FP32), both `[N, k]` with `k` the request's `top_k`
 //! parameter (default 5); an answer with fewer than `k` predictions is padded with `""` and 0.
+//! A `candidates` parameter restricts every item's answer to those labels or label prefixes, as
+//! the own API's `candidates` does: V2 parameters are scalars, so it is a string holding a JSON
+//! array of strings (`"[\"Toys\", \"Home > Kitchen\"]"`); over REST a plain JSON array is taken too.
 
 use std::sync::Arc;
 
@@ -142,12 +145,54 @@ pub struct InputTensor {
     pub elements: Elements,
 }
 
-/// Checks input tensors against the model and turns them into a request's items.
+/// A request parameter's value, as either transport carries it.
+pub enum Param<'a> {
+    Int(i64),
+    Text(&'a str),
+    /// A JSON array of strings (REST only).
+    List(Vec<String>),
+    Other,
+}
+
+/// The item options a request's `top_k` and `candidates` parameters ask for.
+pub fn item_options(
+    top_k: Option<Param<'_>>,
+    candidates: Option<Param<'_>>,
+) -> Result<ItemOptions, ApiError> {
+    let top_k = match top_k {
+        None => ItemOptions::default().top_k,
+        Some(Param::Int(k)) if k >= 0 => k as usize,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "parameter top_k must be a non-negative integer",
+            ))
+        }
+    };
+    let bad = || {
+        ApiError::bad_request(
+            "parameter candidates must be a JSON array of label names or prefixes (as a string)",
+        )
+    };
+    let candidates = match candidates {
+        None => None,
+        Some(Param::List(list)) => Some(list),
+        Some(Param::Text(text)) => Some(serde_json::from_str(text).map_err(|_| bad())?),
+        Some(_) => return Err(bad()),
+    };
+    Ok(ItemOptions {
+        top_k,
+        candidates,
+        ..ItemOptions::default()
+    })
+}
+
+/// Checks input tensors against the model and turns them into a request's items, each with
+/// `options`.
 pub fn check_inputs(
     state: &AppState,
     e: Arc<Ensemble>,
     inputs: Vec<InputTensor>,
-    top_k: Option<usize>,
+    options: ItemOptions,
 ) -> Result<Checked, ApiError> {
     let fields = e.fields.join(", ");
     if inputs.is_empty() {
@@ -185,10 +230,6 @@ pub fn check_inputs(
         columns[f] = Some((rows, input));
     }
     let rows = batch.map_or(0, |(n, _)| n);
-    let options = ItemOptions {
-        top_k: top_k.unwrap_or(ItemOptions::default().top_k),
-        ..ItemOptions::default()
-    };
     let mut raw = Vec::with_capacity(rows);
     for row in 0..rows {
         let mut fields = Vec::with_capacity(columns.len());

@@ -171,22 +171,18 @@ impl GrpcInferenceService for V2Grpc {
                 elements,
             });
         }
-        let top_k = match req
-            .parameters
-            .get("top_k")
-            .and_then(|p| p.parameter_choice.as_ref())
-        {
-            None => None,
-            Some(pb::infer_parameter::ParameterChoice::Int64Param(n)) if *n >= 0 => {
-                Some(*n as usize)
-            }
-            Some(pb::infer_parameter::ParameterChoice::Uint64Param(n)) => Some(*n as usize),
-            Some(_) => {
-                return Err(
-                    ApiError::bad_request("parameter top_k must be a non-negative integer").into(),
-                )
-            }
+        let param = |name: &str| {
+            use pb::infer_parameter::ParameterChoice as P;
+            req.parameters.get(name).map(|p| match &p.parameter_choice {
+                Some(P::Int64Param(n)) => v2::Param::Int(*n),
+                Some(P::Uint64Param(n)) => {
+                    i64::try_from(*n).map_or(v2::Param::Other, v2::Param::Int)
+                }
+                Some(P::StringParam(s)) => v2::Param::Text(s),
+                _ => v2::Param::Other,
+            })
         };
+        let options = v2::item_options(param("top_k"), param("candidates"))?;
         let wanted: Vec<String> = if req.outputs.is_empty() {
             v2::OUTPUTS.iter().map(|s| s.to_string()).collect()
         } else {
@@ -196,7 +192,7 @@ impl GrpcInferenceService for V2Grpc {
                 .collect::<Result<_, _>>()?
         };
 
-        let checked = v2::check_inputs(&self.state, Arc::clone(&e), inputs, top_k)?;
+        let checked = v2::check_inputs(&self.state, Arc::clone(&e), inputs, options)?;
         let k = checked.items[0].options.top_k;
         let answers = self.state.predict(checked).await?;
         let tensors = v2::output_tensors(&answers, k);

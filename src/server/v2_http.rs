@@ -218,12 +218,17 @@ async fn infer(
             binary.len()
         )));
     }
-    let top_k = match request.parameters.get("top_k") {
-        None => None,
-        Some(v) => Some(v.as_u64().ok_or_else(|| {
-            ApiError::bad_request("parameter top_k must be a non-negative integer")
-        })? as usize),
+    let param = |name: &str| {
+        request.parameters.get(name).map(|v| match v {
+            Value::Number(n) => n.as_i64().map_or(v2::Param::Other, v2::Param::Int),
+            Value::String(s) => v2::Param::Text(s),
+            Value::Array(_) => {
+                serde_json::from_value(v.clone()).map_or(v2::Param::Other, v2::Param::List)
+            }
+            _ => v2::Param::Other,
+        })
     };
+    let options = v2::item_options(param("top_k"), param("candidates"))?;
     let binary_default = request
         .parameters
         .get("binary_data_output")
@@ -244,7 +249,7 @@ async fn infer(
             .collect::<Result<_, ApiError>>()?,
     };
 
-    let checked = v2::check_inputs(&state, Arc::clone(&e), inputs, top_k)?;
+    let checked = v2::check_inputs(&state, Arc::clone(&e), inputs, options)?;
     let k = checked.items[0].options.top_k;
     let answers = state.predict(checked).await?;
     let tensors = v2::output_tensors(&answers, k);
