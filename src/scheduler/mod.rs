@@ -198,10 +198,16 @@ impl ComputePool {
 }
 
 impl State {
-    /// The batch a free thread runs now: normal work first, low-priority work only when no
-    /// normal lane is ready.
-    fn next_batch(&mut self, now: Instant) -> Option<Batch<Part>> {
-        state::next_by_priority(&mut self.normal.queues, &mut self.low.queues, now).map(|(b, _)| b)
+    /// The batch a free thread runs now, and whether it is low-priority work: normal work
+    /// first, low-priority work only when no normal lane is ready.
+    fn next_batch(&mut self, now: Instant) -> Option<(Batch<Part>, bool)> {
+        state::next_by_priority(&mut self.normal.queues, &mut self.low.queues, now)
+    }
+
+    /// A batch of lane `lane` (of the low-priority lanes if `low`) took `seconds`.
+    fn record_run(&mut self, low: bool, lane: usize, seconds: f64) {
+        let tier = if low { &mut self.low } else { &mut self.normal };
+        tier.queues.record_run(lane, seconds);
     }
 
     /// When a lane of either priority becomes ready by waiting.
@@ -243,7 +249,7 @@ impl Tier {
         let lane = match free {
             Some((old_key, lane)) => {
                 self.lanes.remove(&old_key);
-                self.queues.configure(lane, config);
+                self.queues.reuse_lane(lane, config);
                 lane
             }
             None => self.queues.add_lane(config),
@@ -267,17 +273,22 @@ impl Drop for ComputePool {
 fn compute_task(shared: &Shared) {
     // The models' output, reused from batch to batch.
     let mut out = Scores::default();
+    // The last batch run: (low priority, lane, seconds), recorded when the lock is next taken.
+    let mut ran: Option<(bool, usize, f64)> = None;
     loop {
-        let batch = {
+        let (batch, low) = {
             let mut state = shared.state.lock().expect("scheduler lock");
+            if let Some((low, lane, seconds)) = ran.take() {
+                state.record_run(low, lane, seconds);
+            }
             loop {
                 if state.shutdown {
                     return;
                 }
                 let now = Instant::now();
-                if let Some(batch) = state.next_batch(now) {
+                if let Some(next) = state.next_batch(now) {
                     state.report_depth();
-                    break batch;
+                    break next;
                 }
                 state = match state.next_deadline() {
                     Some(due) => {
@@ -291,15 +302,16 @@ fn compute_task(shared: &Shared) {
                 };
             }
         };
-        run_batch(batch, &mut out);
+        let lane = batch.lane;
+        ran = Some((low, lane, run_batch(batch, &mut out)));
     }
 }
 
 /// Runs one batch: gathers its rows from every request in it, runs the model once, and gives
-/// each request its rows back.
-fn run_batch(batch: Batch<Part>, out: &mut Scores) {
+/// each request its rows back. Returns the seconds the model ran.
+fn run_batch(batch: Batch<Part>, out: &mut Scores) -> f64 {
     let Some(first) = batch.entries.first() else {
-        return;
+        return 0.0;
     };
     let started = Instant::now();
     for e in &batch.entries {
@@ -364,4 +376,5 @@ fn run_batch(batch: Batch<Part>, out: &mut Scores) {
         }
         offset += n;
     }
+    elapsed.as_secs_f64()
 }

@@ -7,8 +7,10 @@
 //! - a lane is *ready* when it holds `max_batch` rows, or its oldest row has waited `max_delay`
 //!   (with `max_delay = 0`, the default, a lane is ready as soon as it holds a row: a free thread
 //!   never waits, so batches form only from rows that arrived while every thread was busy);
-//! - a free thread takes the ready lane whose oldest row is oldest (oldest work first); ties go
-//!   round-robin from the lane after the last one served (no lane starves);
+//! - a free thread takes the ready lane whose oldest row is oldest (oldest work first); among
+//!   equally old lanes (the parts of one request), the one whose batches have been taking longest
+//!   goes first, so a request's slowest models start early and its last model is a quick one; ties
+//!   left go round-robin from the lane after the last one served (no lane starves);
 //! - it takes rows from the front of that lane, up to `max_batch`, splitting a request's rows
 //!   across batches when they do not fit;
 //! - rows of cancelled requests are dropped wherever a batch meets them.
@@ -68,6 +70,8 @@ struct Lane<R> {
     queue: VecDeque<Entry<R>>,
     /// Rows in `queue`, cancelled ones included until a batch meets them.
     rows: usize,
+    /// Seconds its recent batches took to run (exponentially weighted; 0 before the first).
+    cost: f64,
 }
 
 /// Every lane's queue.
@@ -97,8 +101,25 @@ impl<R: Request + Clone> Queues<R> {
             },
             queue: VecDeque::new(),
             rows: 0,
+            cost: 0.0,
         });
         self.lanes.len() - 1
+    }
+
+    /// Hands lane `lane` (empty) to another model: batching as `config`, no run time known.
+    pub fn reuse_lane(&mut self, lane: usize, config: BatchConfig) {
+        self.configure(lane, config);
+        self.lanes[lane].cost = 0.0;
+    }
+
+    /// A batch of lane `lane` took `seconds` to run.
+    pub fn record_run(&mut self, lane: usize, seconds: f64) {
+        let cost = &mut self.lanes[lane].cost;
+        *cost = if *cost == 0.0 {
+            seconds
+        } else {
+            0.8 * *cost + 0.2 * seconds
+        };
     }
 
     /// Changes a lane's batching (a newer ensemble sharing the model may configure it anew).
@@ -145,7 +166,10 @@ impl<R: Request + Clone> Queues<R> {
             let lane = &self.lanes[i];
             let ready = lane.rows >= lane.config.max_batch
                 || now.saturating_duration_since(head) >= lane.config.max_delay;
-            if ready && best.is_none_or(|(_, oldest)| head < oldest) {
+            let better = |&(b, oldest): &(usize, Instant)| {
+                head < oldest || (head == oldest && self.lanes[i].cost > self.lanes[b].cost)
+            };
+            if ready && best.as_ref().is_none_or(better) {
                 best = Some((i, head));
             }
         }
@@ -363,6 +387,35 @@ mod tests {
             vec![1, 2, 0, 1, 2, 0],
             "round-robin, no lane served twice in a row"
         );
+    }
+
+    #[test]
+    fn among_equally_old_work_the_slowest_model_goes_first() {
+        let t0 = Instant::now();
+        let mut q = Queues::default();
+        let lanes: Vec<usize> = (0..4).map(|_| q.add_lane(config(8, 0))).collect();
+        // Batches of lanes 0..4 have taken 1, 3, 2 and 3 ms: one request's parts go slowest
+        // first, equal costs in turn.
+        for (&l, ms) in lanes.iter().zip([1.0, 3.0, 2.0, 3.0]) {
+            q.record_run(l, ms / 1e3);
+        }
+        for &l in &lanes {
+            q.push(l, req("a"), 0..1, t0);
+        }
+        let served: Vec<usize> = std::iter::from_fn(|| q.next_batch(t0))
+            .map(|b| b.lane)
+            .collect();
+        assert_eq!(served, vec![1, 3, 2, 0]);
+        // Age still comes first: an older row of the cheapest lane beats a newer one.
+        q.push(lanes[1], req("b"), 0..1, t0 + Duration::from_millis(1));
+        q.push(lanes[0], req("c"), 0..1, t0);
+        assert_eq!(q.next_batch(t0 + Duration::from_millis(1)).unwrap().lane, 0);
+        // Recent runs weigh more: lane 1's cost moves towards what it takes now.
+        for _ in 0..30 {
+            q.record_run(lanes[1], 0.5e-3);
+        }
+        q.push(lanes[0], req("d"), 0..1, t0 + Duration::from_millis(1));
+        assert_eq!(q.next_batch(t0 + Duration::from_millis(1)).unwrap().lane, 0);
     }
 
     #[test]
