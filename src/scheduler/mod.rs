@@ -362,17 +362,26 @@ fn run_batch(batch: Batch<Part>, out: &mut Scores) -> f64 {
     let mut offset = 0;
     for e in batch.entries {
         let n = e.rows.len();
-        match &error {
-            None => e.request.job.deliver(
-                e.request.model,
-                e.rows,
-                &out.data[offset * out.cols..(offset + n) * out.cols],
-                nanos_per_row * n as u64,
-            ),
-            Some(reason) => e.request.job.fail(PredictError {
+        let job = &e.request.job;
+        let fail = |reason: String| {
+            job.fail(PredictError {
                 model: name.clone(),
-                reason: reason.clone(),
-            }),
+                reason,
+            })
+        };
+        match &error {
+            None => {
+                let rows = &out.data[offset * out.cols..(offset + n) * out.cols];
+                // Readying and combining run here too: a bug there fails this request, and
+                // never takes a compute thread down with it.
+                let delivered = catch_unwind(AssertUnwindSafe(|| {
+                    job.deliver(e.request.model, e.rows, rows, nanos_per_row * n as u64)
+                }));
+                if delivered.is_err() {
+                    fail("combining its scores panicked: this is a bug".to_owned());
+                }
+            }
+            Some(reason) => fail(reason.clone()),
         }
         offset += n;
     }
