@@ -144,7 +144,7 @@ fn low_priority_work_gets_the_same_answers() {
     let pool = ComputePool::new(2).unwrap();
     let e = ensemble(8);
     let live = pool.predict(&e, items(&e, 6, 3));
-    let shadow = pool.predict_low(&e, items(&e, 6, 3));
+    let shadow = pool.predict_at(Priority::Low, &e, items(&e, 6, 3));
     let (a, b) = (live.wait().unwrap(), shadow.wait().unwrap());
     for (x, y) in a.iter().zip(&b) {
         assert_same(x, y);

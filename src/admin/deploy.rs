@@ -4,7 +4,8 @@
 //! load → warm up → validate → promote, each step able to reject the candidate with a reason that
 //! the status keeps. A rejected candidate never touches the live ensemble. Operations run one at a
 //! time (a second waits for the first); loading and evaluating run on blocking threads, the
-//! warm-up and the evaluation on the shared compute pool, beside live traffic.
+//! warm-up and the evaluation on the shared compute pool, the evaluation at low priority, behind
+//! live traffic.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,8 +17,7 @@ use crate::eval::{evaluate, read_labelled, Metrics};
 use crate::proto::lastmile::v1 as pb;
 use crate::registry::{ensemble_ref, unix_seconds, Held, Registry, Slot, Trigger};
 use crate::runtime::InputKind;
-use crate::scheduler::ComputePool;
-use crate::scheduler::Priority;
+use crate::scheduler::{ComputePool, Priority};
 use crate::server::{ApiError, ErrorKind};
 use crate::telemetry;
 

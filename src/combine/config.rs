@@ -6,6 +6,10 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+/// Default strategy, of the ensemble and of each group.
+pub const DEFAULT_STRATEGY: &str = "soft";
+/// Default depth of a model's top list that counts as agreeing with the answer.
+pub const DEFAULT_AGREEMENT_K: usize = 1;
 /// Default Borda depth of the rank strategy.
 pub const DEFAULT_RANK_K: usize = 10;
 /// Default probability the geometric strategy assumes for a label a voter does not cover.

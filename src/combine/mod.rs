@@ -137,7 +137,10 @@ mod taxonomy;
 mod tests;
 
 pub use answer::{Answer, ModelContribution, Prediction};
-pub use config::{Action, ConfigError, GroupConfig, RuleConfig, VoteConfig};
+pub use config::{
+    Action, ConfigError, GroupConfig, RuleConfig, VoteConfig, DEFAULT_AGREEMENT_K, DEFAULT_FLOOR,
+    DEFAULT_RANK_K, DEFAULT_STRATEGY,
+};
 
 use plan::ModelPlan;
 use ranking::UNCOVERED;
@@ -356,7 +359,7 @@ impl Combiner {
         }
     }
 
-    /// Prepares model `m`'s scores and fills its top list: what a pool reads of it.
+    /// Prepares model `m`'s scores (raw ones) and fills its top list: what a pool reads of it.
     fn visit<'a>(
         &'a self,
         m: usize,
@@ -366,18 +369,16 @@ impl Combiner {
         tops: &'a mut TopLists,
     ) -> Input<'a> {
         let plan = &self.models[m];
-        match models {
-            Models::Raw(per_model) => {
-                plan.prepare(per_model, prepared);
-                let (ids, scores) = plan.scores(per_model, prepared);
-                tops.fill(m, scores, ids, depth);
-            }
-            Models::Readied(_, readied) => {
-                let top = readied.get(plan.index).map_or(&[][..], |r| &r.top[..]);
-                tops.set(m, top);
-            }
+        if let Models::Raw(per_model) = models {
+            plan.prepare(per_model, prepared);
         }
         let (ids, scores) = self.model_scores(m, models, prepared);
+        match models {
+            Models::Raw(_) => tops.fill(m, scores, ids, depth),
+            Models::Readied(_, readied) => {
+                tops.set(m, readied.get(plan.index).map_or(&[][..], |r| &r.top[..]))
+            }
+        }
         Input {
             ids,
             scores,

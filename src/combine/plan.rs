@@ -3,7 +3,8 @@
 //! per-item path looks up a string or can fail.
 
 use super::config::{
-    check, list, non_negative, ConfigError, RuleConfig, VoteConfig, DEFAULT_SEPARATOR,
+    check, list, non_negative, ConfigError, RuleConfig, VoteConfig, DEFAULT_AGREEMENT_K,
+    DEFAULT_SEPARATOR,
 };
 use super::mathf::{clean, exp, ln, max_clean, sum};
 use super::rules::Rule;
@@ -182,7 +183,7 @@ impl Combiner {
         let outer_strategy =
             Strategy::parse(vote.strategy.as_deref(), vote.rank_k, vote.floor, "vote")?;
         let agreement_k = check(
-            vote.agreement_k.unwrap_or(1),
+            vote.agreement_k.unwrap_or(DEFAULT_AGREEMENT_K),
             |k| k >= 1,
             "vote",
             "agreement_k",

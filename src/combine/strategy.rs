@@ -5,7 +5,7 @@
 //! The formulas are in the module docs (`combine/mod.rs`); each has one small unit below: an
 //! `add` step per member and a `finish` step per pool. Labels no voter of the pool covers score 0.
 
-use super::config::{check, ConfigError, DEFAULT_FLOOR, DEFAULT_RANK_K};
+use super::config::{check, ConfigError, DEFAULT_FLOOR, DEFAULT_RANK_K, DEFAULT_STRATEGY};
 use super::mathf::{clean, exp, ln};
 use super::select::{Entry, Ids};
 use crate::wide::widen;
@@ -42,7 +42,7 @@ impl Strategy {
             "floor",
             "a probability > 0 and < 1 (at least 1.2e-38)",
         )?;
-        Ok(match name.unwrap_or("soft") {
+        Ok(match name.unwrap_or(DEFAULT_STRATEGY) {
             "soft" => Strategy::Soft,
             "hard" => Strategy::Hard,
             "rank" => Strategy::Rank { k },

@@ -120,21 +120,15 @@ impl Ensemble {
     /// Combines row `row` of a batch's model scores into the answer for `item`.
     pub fn combine(&self, row: usize, item: &ValidItem, scores: &ModelScores) -> ItemAnswer {
         let per_model: Vec<&[f32]> = scores.scores.iter().map(|s| s.row(row)).collect();
-        let answer = with_view(item, |view| {
-            SCRATCH.with(|s| self.combiner.combine(view, &per_model, &mut s.borrow_mut()))
-        });
-        self.named(answer)
+        self.named(combining(item, |view, s| {
+            self.combiner.combine(view, &per_model, s)
+        }))
     }
 
     /// Readies model `model`'s scores for `item` in place ([`Combiner::ready`]), on the thread
     /// that ran the model.
     pub fn ready(&self, model: usize, item: &ValidItem, scores: &mut [f32]) -> Readied {
-        with_view(item, |view| {
-            SCRATCH.with(|s| {
-                self.combiner
-                    .ready(model, view, scores, &mut s.borrow_mut())
-            })
-        })
+        combining(item, |view, s| self.combiner.ready(model, view, scores, s))
     }
 
     /// [`Ensemble::combine`] of scores readied by [`Ensemble::ready`]: `scores[m]` and
@@ -145,13 +139,9 @@ impl Ensemble {
         scores: &[&[f32]],
         readied: &[&Readied],
     ) -> ItemAnswer {
-        let answer = with_view(item, |view| {
-            SCRATCH.with(|s| {
-                self.combiner
-                    .combine_readied(view, scores, readied, &mut s.borrow_mut())
-            })
-        });
-        self.named(answer)
+        self.named(combining(item, |view, s| {
+            self.combiner.combine_readied(view, scores, readied, s)
+        }))
     }
 
     /// The combiner's answer, with label and model names.
@@ -185,8 +175,8 @@ impl Ensemble {
     }
 }
 
-/// Calls `f` with the combiner's view of `item`.
-fn with_view<T>(item: &ValidItem, f: impl FnOnce(&ItemView<'_>) -> T) -> T {
+/// Calls `f` with the combiner's view of `item` and this thread's combining buffers.
+fn combining<T>(item: &ValidItem, f: impl FnOnce(&ItemView<'_>, &mut Scratch) -> T) -> T {
     let fields: Vec<Option<&str>> = item
         .fields
         .iter()
@@ -195,12 +185,13 @@ fn with_view<T>(item: &ValidItem, f: impl FnOnce(&ItemView<'_>) -> T) -> T {
             _ => None,
         })
         .collect();
-    f(&ItemView {
+    let view = ItemView {
         fields: &fields,
         top_k: item.options.top_k,
         candidates: item.options.candidates.as_deref(),
         explain: item.options.explain,
-    })
+    };
+    SCRATCH.with(|s| f(&view, &mut s.borrow_mut()))
 }
 
 /// Lower-case hex of `bytes`.

@@ -111,17 +111,8 @@ impl ComputePool {
         self.predict_at(Priority::Normal, ensemble, items)
     }
 
-    /// As [`ComputePool::predict`], at low priority: for work no caller waits on (shadow
-    /// traffic). It runs only when no normal-priority batch is ready.
-    pub fn predict_low(
-        &self,
-        ensemble: &Arc<Ensemble>,
-        items: Vec<ValidItem>,
-    ) -> Ticket<Vec<ItemAnswer>> {
-        self.predict_at(Priority::Low, ensemble, items)
-    }
-
-    fn predict_at(
+    /// [`ComputePool::predict`] at a chosen priority.
+    pub fn predict_at(
         &self,
         priority: Priority,
         ensemble: &Arc<Ensemble>,

@@ -2,14 +2,10 @@
 //! (kind, size, content hash, labels, weight, group) and vote, with the manifest's defaults filled
 //! in. Served by gRPC `GetEnsemble` as it is and by `GET /v1/ensemble` as JSON.
 
+// The `[vote]` defaults are the combiner's own.
+use crate::combine::{DEFAULT_AGREEMENT_K, DEFAULT_FLOOR, DEFAULT_RANK_K, DEFAULT_STRATEGY};
 use crate::ensemble::Ensemble;
 use crate::proto::lastmile::v1 as pb;
-
-// The `[vote]` defaults the combiner applies (documented on `combine::VoteConfig`).
-const DEFAULT_STRATEGY: &str = "soft";
-const DEFAULT_RANK_K: usize = 10;
-const DEFAULT_FLOOR: f32 = 1e-6;
-const DEFAULT_AGREEMENT_K: usize = 1;
 
 pub fn ensemble_info(e: &Ensemble) -> pb::EnsembleInfo {
     let vote = &e.vote;

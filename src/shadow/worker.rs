@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 use super::compare::{agreement, Comparison, Outcome};
 use super::{DisagreementLog, EnsembleRef, Mirrored, Shadow};
 use crate::ensemble::{Ensemble, FieldValue, ItemAnswer, ItemError, ItemOptions, ValidItem};
-use crate::scheduler::ComputePool;
+use crate::scheduler::{ComputePool, Priority};
 use crate::server::Hold;
 use crate::telemetry;
 
@@ -57,7 +57,9 @@ async fn run(
         return (results, 0.0);
     }
     let started = Instant::now();
-    let answers = pool.predict_low(&shadow.ensemble, items).await;
+    let answers = pool
+        .predict_at(Priority::Low, &shadow.ensemble, items)
+        .await;
     let seconds = started.elapsed().as_secs_f64();
     telemetry::shadow_batch(seconds);
     match answers {

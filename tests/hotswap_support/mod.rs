@@ -4,6 +4,10 @@
 //! admin API (reqwest, tonic) and for predictions.
 #![allow(dead_code)]
 
+#[path = "../admin_support/mod.rs"]
+mod admin_support;
+pub use admin_support::admin_call;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -253,33 +257,6 @@ pub fn item(e: &Ensemble, title: &str) -> ValidItem {
         },
     )
     .unwrap()
-}
-
-pub async fn admin_call(
-    base: &str,
-    token: Option<&str>,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let client = reqwest::Client::new();
-    let url = format!("{base}{path}");
-    let mut req = match method {
-        "GET" => client.get(url),
-        _ => client.post(url),
-    };
-    if let Some(token) = token {
-        req = req.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let response = req.send().await.expect("the admin API answers");
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    let value =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("a JSON body, got {text:?}: {e}"));
-    (status, value)
 }
 
 pub type AdminClient = pb::admin_client::AdminClient<

@@ -5,6 +5,10 @@
 //! a model slow or failing.
 #![allow(dead_code)]
 
+#[path = "../admin_support/mod.rs"]
+mod admin_support;
+use admin_support::admin_call;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -338,26 +342,7 @@ impl Server {
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let client = reqwest::Client::new();
-        let url = format!("{}{path}", self.admin_http());
-        let mut req = if method == "GET" {
-            client.get(url)
-        } else {
-            client.post(url)
-        };
-        if let Some(token) = token {
-            req = req.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let response = req.send().await.expect("the admin API answers");
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        admin_call(&self.admin_http(), token, method, path, body).await
     }
 
     pub async fn metrics(&self) -> String {

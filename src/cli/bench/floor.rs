@@ -1,7 +1,9 @@
 //! The bare floor: every model of the ensemble called directly through its runtime, one after the
-//! other on one thread, at several batch sizes; no server, no scheduler, no voting. Its per-item cost at the
-//! best batch size, divided into the number of compute threads, is the throughput no server can
-//! beat; its cost at batch 1 divided by the threads is the latency one client could hope for.
+//! other on one thread, at several batch sizes; no server, no scheduler, no voting. Its per-item
+//! cost at the best batch size, divided into the number of compute threads, is the throughput no
+//! server can beat; its cost at batch 1 divided by the threads is the latency one client could
+//! hope for if the threads did not slow each other down. The same models at batch 1, shared out
+//! over the threads side by side, say what one client can really get on this machine.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
