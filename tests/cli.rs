@@ -505,7 +505,14 @@ fn bench_drives_a_server_over_both_transports_without_errors() {
     );
     assert_mentions(
         &stdout,
-        &["Bare floor", "| gRPC | 1 |", "| REST | 2 |", "batching off"],
+        &[
+            "Bare floor",
+            "| gRPC | 1 |",
+            "| REST | 2 |",
+            "batching off",
+            "One client, paired with the bare models",
+            "(0 errors)",
+        ],
     );
     // Every level's last column (errors) is 0.
     let rows: Vec<&str> = stdout

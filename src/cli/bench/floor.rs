@@ -28,47 +28,106 @@ pub struct Floor {
     pub side_by_side: f64,
 }
 
+/// The ensemble's models called directly on the benchmark items (cycled), with each model's
+/// input text prepared once.
+pub struct Bare<'a> {
+    ensemble: &'a Ensemble,
+    items: &'a [ValidItem],
+    texts: Vec<Vec<String>>,
+}
+
+impl<'a> Bare<'a> {
+    pub fn new(ensemble: &'a Ensemble, items: &'a [ValidItem]) -> Self {
+        let texts = ensemble
+            .models
+            .iter()
+            .map(|m| items.iter().map(|it| it.text(&m.field_ids)).collect())
+            .collect();
+        Bare {
+            ensemble,
+            items,
+            texts,
+        }
+    }
+
+    /// Runs model `m` on `size` items from item `from`.
+    fn run(&self, m: usize, size: usize, from: usize, out: &mut Scores) {
+        let model = &self.ensemble.models[m];
+        let n = self.items.len();
+        let result = match model.runtime.input_kind() {
+            InputKind::Text => {
+                let batch: Vec<&str> = (0..size)
+                    .map(|k| self.texts[m][(from + k) % n].as_str())
+                    .collect();
+                model.runtime.run(&Inputs::Text(&batch), out)
+            }
+            InputKind::Features { width } => {
+                let field = model.field_ids[0];
+                let mut data = Vec::with_capacity(size * width);
+                for k in 0..size {
+                    self.items[(from + k) % n].push_features(field, width, &mut data);
+                }
+                model
+                    .runtime
+                    .run(&Inputs::Features { data: &data, width }, out)
+            }
+        };
+        result.expect("the model runs on the benchmark items");
+    }
+
+    /// Seconds for item `item` through every model at batch 1, one after the other on this thread.
+    pub fn alone(&self, item: usize) -> f64 {
+        let mut out = Scores::default();
+        let started = Instant::now();
+        for m in 0..self.ensemble.models.len() {
+            self.run(m, 1, item, &mut out);
+        }
+        started.elapsed().as_secs_f64()
+    }
+
+    /// Seconds for item `item` through every model at batch 1, on `threads` threads that take the
+    /// next model as they come free.
+    pub fn side_by_side(&self, item: usize, threads: usize) -> f64 {
+        let models = self.ensemble.models.len();
+        let next = AtomicUsize::new(0);
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            for _ in 0..threads.max(1) {
+                s.spawn(|| {
+                    let mut out = Scores::default();
+                    loop {
+                        let m = next.fetch_add(1, Ordering::Relaxed);
+                        if m >= models {
+                            break;
+                        }
+                        self.run(m, 1, item, &mut out);
+                    }
+                });
+            }
+        });
+        started.elapsed().as_secs_f64()
+    }
+}
+
 /// Measures every model on `items` (cycled) at each batch size, `rows` rows per size. As a
 /// request would, each batch of items goes through every model in turn, so no model finds its
 /// weights still in cache from its previous call: the floor pays the same memory traffic a
 /// server does.
-pub fn measure(ensemble: &Ensemble, items: &[ValidItem], rows: usize, threads: usize) -> Floor {
-    let texts: Vec<Vec<String>> = ensemble
-        .models
-        .iter()
-        .map(|m| items.iter().map(|it| it.text(&m.field_ids)).collect())
-        .collect();
-    let mut seconds = vec![vec![0.0f64; SIZES.len()]; ensemble.models.len()];
+pub fn measure(bare: &Bare, rows: usize, threads: usize) -> Floor {
+    let models = bare.ensemble.models.len();
+    let mut seconds = vec![vec![0.0f64; SIZES.len()]; models];
     let mut out = Scores::default();
     let mut side_by_side = 0.0;
     for (s, &size) in SIZES.iter().enumerate() {
-        let run = |m: usize, from: usize, out: &mut Scores| {
-            let model = &ensemble.models[m];
-            let result = match model.runtime.input_kind() {
-                InputKind::Text => {
-                    let batch: Vec<&str> = (0..size)
-                        .map(|k| texts[m][(from + k) % items.len()].as_str())
-                        .collect();
-                    model.runtime.run(&Inputs::Text(&batch), out)
-                }
-                InputKind::Features { width } => {
-                    let data = features(items, model.field_ids[0], width, from, size);
-                    model
-                        .runtime
-                        .run(&Inputs::Features { data: &data, width }, out)
-                }
-            };
-            result.expect("the model runs on the benchmark items");
-        };
         // One untimed round to warm up, then timed rounds until `rows` rows are done.
-        for m in 0..ensemble.models.len() {
-            run(m, 0, &mut out);
+        for m in 0..models {
+            bare.run(m, size, 0, &mut out);
         }
         let mut from = size;
         while from < size + rows {
             for (m, total) in seconds.iter_mut().enumerate() {
                 let started = Instant::now();
-                run(m, from, &mut out);
+                bare.run(m, size, from, &mut out);
                 total[s] += started.elapsed().as_secs_f64();
             }
             from += size;
@@ -76,10 +135,11 @@ pub fn measure(ensemble: &Ensemble, items: &[ValidItem], rows: usize, threads: u
         let done = (rows.div_ceil(size) * size) as f64;
         seconds.iter_mut().for_each(|t| t[s] /= done);
         if size == 1 {
-            side_by_side = side_by_side_median(ensemble.models.len(), rows, threads, run);
+            side_by_side = median((0..rows.max(1)).map(|item| bare.side_by_side(item, threads)));
         }
     }
-    let models: Vec<(String, Vec<f64>)> = ensemble
+    let models: Vec<(String, Vec<f64>)> = bare
+        .ensemble
         .models
         .iter()
         .zip(seconds)
@@ -96,43 +156,9 @@ pub fn measure(ensemble: &Ensemble, items: &[ValidItem], rows: usize, threads: u
     }
 }
 
-/// Median seconds per item of `items` items, each running all `models` models (`run(m, item,
-/// out)`) on `threads` threads that take the next model as they come free.
-fn side_by_side_median(
-    models: usize,
-    items: usize,
-    threads: usize,
-    run: impl Fn(usize, usize, &mut Scores) + Sync,
-) -> f64 {
-    let mut times: Vec<f64> = (0..items.max(1))
-        .map(|item| {
-            let next = AtomicUsize::new(0);
-            let started = Instant::now();
-            std::thread::scope(|s| {
-                for _ in 0..threads.max(1) {
-                    s.spawn(|| {
-                        let mut out = Scores::default();
-                        loop {
-                            let m = next.fetch_add(1, Ordering::Relaxed);
-                            if m >= models {
-                                break;
-                            }
-                            run(m, item, &mut out);
-                        }
-                    });
-                }
-            });
-            started.elapsed().as_secs_f64()
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
-}
-
-fn features(items: &[ValidItem], field: usize, width: usize, from: usize, n: usize) -> Vec<f32> {
-    let mut data = Vec::with_capacity(n * width);
-    for k in 0..n {
-        items[(from + k) % items.len()].push_features(field, width, &mut data);
-    }
-    data
+/// The median of `values` (0 when there are none).
+pub fn median(values: impl IntoIterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.into_iter().collect();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }

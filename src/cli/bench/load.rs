@@ -58,13 +58,7 @@ pub async fn run(
     let start = Instant::now() + warm_up;
     let end = start + duration;
     let grpc = match transport {
-        Transport::Grpc => Some(
-            Channel::from_shared(target.grpc.clone())
-                .expect("a valid gRPC address")
-                .connect()
-                .await
-                .expect("the server accepts gRPC connections"),
-        ),
+        Transport::Grpc => Some(connect(target).await),
         Transport::Rest => None,
     };
     let http = reqwest::Client::builder()
@@ -130,7 +124,17 @@ pub async fn run(
     }
 }
 
-async fn grpc_predict(client: &mut LastmileClient<Channel>, item: &Map<String, Value>) -> bool {
+/// A gRPC connection to the server.
+pub async fn connect(target: &Target) -> Channel {
+    Channel::from_shared(target.grpc.clone())
+        .expect("a valid gRPC address")
+        .connect()
+        .await
+        .expect("the server accepts gRPC connections")
+}
+
+/// Sends `item` for prediction; true when the server answered it.
+pub async fn grpc_predict(client: &mut LastmileClient<Channel>, item: &Map<String, Value>) -> bool {
     let fields = item
         .iter()
         .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))

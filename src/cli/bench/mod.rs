@@ -6,6 +6,7 @@
 
 mod floor;
 mod load;
+mod paired;
 
 use std::fmt::Write as _;
 use std::io::BufRead;
@@ -77,14 +78,15 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
     let threads = pool.threads();
 
     eprintln!("measuring the floor ({} models)...", ensemble.models.len());
-    let floor = floor::measure(&ensemble, &items, args.floor_rows, threads);
+    let bare = floor::Bare::new(&ensemble, &items);
+    let floor = floor::measure(&bare, args.floor_rows, threads);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("lastmile-bench-io")
         .build()?;
     let objects = Arc::new(objects);
-    let levels = runtime.block_on(async {
+    let (levels, paired) = runtime.block_on(async {
         let handle = start(Arc::clone(&ensemble), Arc::clone(&pool)).await?;
         let target = target(&handle);
         let mut levels = Vec::new();
@@ -95,8 +97,10 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
                 levels.push((transport, level));
             }
         }
+        eprintln!("one client, paired with the bare models...");
+        let paired = paired::run(&target, &objects, &bare, threads, duration).await;
         handle.shutdown();
-        Ok::<_, std::io::Error>(levels)
+        Ok::<_, std::io::Error>((levels, paired))
     })?;
 
     let unbatched = if args.no_unbatched {
@@ -125,11 +129,14 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
         report(
             &ensemble,
             &args,
-            threads,
-            rss,
-            &floor,
-            &levels,
-            unbatched.as_ref()
+            &Measured {
+                threads,
+                rss,
+                floor,
+                levels,
+                paired,
+                unbatched,
+            }
         )
     );
     Ok(())
@@ -223,15 +230,28 @@ fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1e3)
 }
 
-fn report(
-    e: &Ensemble,
-    args: &BenchArgs,
+/// Everything one run measured.
+struct Measured {
     threads: usize,
+    /// Resident memory after loading the ensemble.
     rss: Option<u64>,
-    floor: &floor::Floor,
-    levels: &[(Transport, Level)],
-    unbatched: Option<&Level>,
-) -> String {
+    floor: floor::Floor,
+    levels: Vec<(Transport, Level)>,
+    paired: paired::Paired,
+    /// The highest concurrency over gRPC with `max_batch = 1`.
+    unbatched: Option<Level>,
+}
+
+fn report(e: &Ensemble, args: &BenchArgs, m: &Measured) -> String {
+    let Measured {
+        threads,
+        rss,
+        ref floor,
+        ref levels,
+        ref paired,
+        ref unbatched,
+    } = *m;
+    let unbatched = unbatched.as_ref();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let floor_tput = threads as f64 / floor.batched;
     let latency_floor = floor.unbatched / threads as f64;
@@ -323,6 +343,25 @@ fn report(
         out,
         "Best throughput: {best:.1} items/s = {:.0} % of the floor.",
         100.0 * best / floor_tput
+    );
+    let _ = writeln!(
+        out,
+        "\n### One client, paired with the bare models\n\n\
+         {} rounds of {:.0} s, each: one item to the server over gRPC, then the same item through \
+         the bare models alone on one thread and side by side on {threads} threads ({} errors). \
+         Medians:\n\n\
+         | | ms per item | server is |\n|---|---|---|\n\
+         | server, one client over gRPC | {} | |\n\
+         | latency floor (bare, one thread, / {threads}) | {} | {:.2} x |\n\
+         | bare models side by side | {} | {:.2} x |",
+        paired.rounds,
+        args.duration,
+        paired.errors,
+        ms(Duration::from_secs_f64(paired.server)),
+        ms(Duration::from_secs_f64(paired.latency_floor)),
+        paired.server / paired.latency_floor,
+        ms(Duration::from_secs_f64(paired.side_by_side)),
+        paired.server / paired.side_by_side,
     );
     if let Some(off) = unbatched {
         let on = levels
