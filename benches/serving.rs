@@ -44,7 +44,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let handle = runtime
+    let mut handle = runtime
         .block_on(server::start(
             Arc::new(Registry::new(Arc::clone(&ensemble))),
             Arc::clone(&pool),

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::io::BufRead;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -173,14 +174,15 @@ impl Tally {
 
 /// Scores `data` in batches of `batch` and measures the ensemble and every model. At
 /// [`Priority::Low`] the work yields to live traffic on the same pool (its items/s then counts
-/// the waiting too).
+/// the waiting too). `progress` hears how many items each batch scored; a `Break` from it stops
+/// the evaluation there, with an error.
 pub fn evaluate(
     ensemble: &Arc<Ensemble>,
     pool: &ComputePool,
     priority: Priority,
     data: &[LabelledItem],
     batch: usize,
-    mut progress: impl FnMut(usize),
+    mut progress: impl FnMut(usize) -> ControlFlow<()>,
 ) -> Result<Report, PredictError> {
     let mut overall = Tally::default();
     let mut models: Vec<Tally> = ensemble.models.iter().map(|_| Tally::default()).collect();
@@ -207,7 +209,12 @@ pub fn evaluate(
             );
         }
         tally_models(ensemble, &scores, chunk, &mut models);
-        progress(chunk.len());
+        if progress(chunk.len()).is_break() {
+            return Err(PredictError {
+                model: String::new(),
+                reason: "the evaluation was stopped before the end".into(),
+            });
+        }
     }
     let n = data.len();
     Ok(Report {

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use hotswap_support::*;
 use lastmile::proto::lastmile::v1 as pb;
-use lastmile::server::Hold;
+use lastmile::server::{Drained, Hold};
 use serde_json::json;
 
 /// Titles whose answers differ between the two versions (checked below).
@@ -358,4 +358,66 @@ async fn a_request_in_flight_keeps_its_ensemble_which_is_freed_after_it() {
         async move { gone }
     })
     .await;
+}
+
+/// Shutdown (SIGTERM) while a deploy is in flight: the deploy is answered `shutting_down` with
+/// nothing swapped (a swap now would claim a version the restarted server will not run), and the
+/// admin servers drain with the serving ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_in_flight_at_shutdown_is_answered_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = write(
+        dir.path(),
+        "v1.toml",
+        &manifest_text("swap", "1", &[("a", "softmax.bin")], ""),
+    );
+    let v2 = write(
+        dir.path(),
+        "v2.toml",
+        &manifest_text("swap", "2", &[("b", "hs.bin")], ""),
+    );
+    let hold = Hold::new();
+    let mut server = Server::start(
+        &v1,
+        Options {
+            deploy_hold: Some(hold.clone()),
+            ..Options::default()
+        },
+    )
+    .await;
+    let deploying = {
+        let admin = server.admin_http.clone();
+        tokio::spawn(async move {
+            admin_call(
+                &admin,
+                None,
+                "POST",
+                "/admin/v1/deploy",
+                Some(json!({"manifest": v2})),
+            )
+            .await
+        })
+    };
+    hold.held(1).await; // version 2 is loaded, not yet staged or swapped
+
+    server.handle.shutdown();
+    let (code, body) = deploying.await.unwrap();
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(body["code"], "shutting_down", "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("nothing more was changed"),
+        "{body}"
+    );
+    assert_eq!(server.registry().snapshot().version, "1");
+    assert!(server.registry().candidate().is_none(), "nothing staged");
+
+    let admin_addr = server.handle.admin.as_ref().unwrap().http_addr;
+    assert_eq!(server.handle.wait().await.unwrap(), Drained::Clean);
+    assert!(
+        tokio::net::TcpStream::connect(admin_addr).await.is_err(),
+        "the admin listener is closed"
+    );
 }

@@ -167,3 +167,36 @@ fn low_priority_scores_equal_normal_ones() {
     }
     assert_eq!(pool.low_queue_depth(), 0);
 }
+
+/// An evaluation whose caller has gone (a deploy abandoned at shutdown) stops after the batch in
+/// hand instead of scoring the rest of the validation set.
+#[test]
+fn an_evaluation_stops_when_its_progress_says_break() {
+    use lastmile::eval::{evaluate, LabelledItem};
+    use std::ops::ControlFlow;
+
+    let pool = ComputePool::new(2).unwrap();
+    let e = ensemble(4);
+    let data: Vec<LabelledItem> = items(&e, 12, 4)
+        .into_iter()
+        .map(|item| LabelledItem {
+            item,
+            label: "kitchen_knives".into(),
+        })
+        .collect();
+    let mut batches = Vec::new();
+    let stopped = evaluate(&e, &pool, Priority::Low, &data, 5, |n| {
+        batches.push(n);
+        ControlFlow::Break(())
+    });
+    assert!(stopped.is_err());
+    assert_eq!(batches, [5], "one batch scored, then nothing");
+    let mut seen = 0;
+    let whole = evaluate(&e, &pool, Priority::Low, &data, 5, |n| {
+        seen += n;
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!((seen, whole.items), (12, 12));
+    assert_eq!(pool.low_queue_depth(), 0);
+}

@@ -34,7 +34,7 @@ fn local() -> std::net::SocketAddr {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_in_flight_when_sigterm_arrives_all_complete() {
     let hold = Hold::new();
-    let handle = start(ServerConfig {
+    let mut handle = start(ServerConfig {
         http_addr: local(),
         grpc_addr: local(),
         handle_signals: true,
@@ -108,7 +108,7 @@ async fn requests_in_flight_when_sigterm_arrives_all_complete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_drain_timeout_bounds_the_wait() {
     let hold = Hold::new();
-    let handle = start(ServerConfig {
+    let mut handle = start(ServerConfig {
         http_addr: local(),
         grpc_addr: local(),
         drain_timeout: Duration::ZERO,

@@ -11,14 +11,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use super::gate::Gate;
+use tokio::sync::watch;
+
+use super::gate::{measure_both, metrics, Gate};
 use crate::ensemble::{Ensemble, FieldValue, Manifest, ManifestError, ValidItem};
-use crate::eval::{evaluate, read_labelled, Metrics};
 use crate::proto::lastmile::v1 as pb;
 use crate::registry::{ensemble_ref, unix_seconds, Held, Registry, Slot, Trigger};
 use crate::runtime::InputKind;
-use crate::scheduler::{ComputePool, Priority};
-use crate::server::{ApiError, ErrorKind};
+use crate::scheduler::ComputePool;
+use crate::server::{ApiError, ErrorKind, Hold};
 use crate::telemetry;
 
 /// How candidates are loaded and judged.
@@ -32,6 +33,10 @@ pub struct DeployConfig {
     pub warmup_items: usize,
     /// Items scored together while validating.
     pub eval_batch: usize,
+    /// Test hook: every operation waits here once its candidate is loaded, until released, so a
+    /// test can have a deploy in flight for certain. None in production.
+    #[doc(hidden)]
+    pub hold: Option<Arc<Hold>>,
 }
 
 impl Default for DeployConfig {
@@ -41,6 +46,7 @@ impl Default for DeployConfig {
             gate: Gate::default(),
             warmup_items: 8,
             eval_batch: 64,
+            hold: None,
         }
     }
 }
@@ -84,15 +90,55 @@ pub struct Deployer {
     config: DeployConfig,
     /// One operation at a time.
     busy: tokio::sync::Mutex<()>,
+    /// Turns true when the server begins shutting down.
+    closing: watch::Receiver<bool>,
 }
 
 impl Deployer {
-    pub fn new(registry: Arc<Registry>, pool: Arc<ComputePool>, config: DeployConfig) -> Self {
+    /// `closing` turns true when the server begins shutting down: from then on every operation,
+    /// running or new, ends with a `shutting_down` error and changes nothing more.
+    pub fn new(
+        registry: Arc<Registry>,
+        pool: Arc<ComputePool>,
+        config: DeployConfig,
+        closing: watch::Receiver<bool>,
+    ) -> Self {
         Deployer {
             registry,
             pool,
             config,
             busy: tokio::sync::Mutex::new(()),
+            closing,
+        }
+    }
+
+    /// Runs `op` alone (one operation at a time), unless the server is shutting down. A deploy
+    /// finishing during shutdown would swap in an ensemble the process is about to drop, and its
+    /// caller would believe it live after the restart: so shutdown abandons the operation where it
+    /// stands (its validation work is cancelled with it; a swap is never half done) and answers
+    /// that nothing more was changed.
+    async fn exclusive<T>(
+        &self,
+        op: impl std::future::Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        let mut closing = self.closing.clone();
+        let closed = async move {
+            // A dropped sender means no server to shut down: never.
+            if closing.wait_for(|&c| c).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            biased;
+            () = closed => Err(ApiError::new(
+                ErrorKind::ShuttingDown,
+                "the server is shutting down: the operation was stopped where it stood and \
+                 nothing more was changed (GET /admin/v1/status after the restart says what is live)",
+            )),
+            result = async {
+                let _busy = self.busy.lock().await;
+                op.await
+            } => result,
         }
     }
 
@@ -110,24 +156,30 @@ impl Deployer {
         manifest: &Path,
         trigger: Trigger,
     ) -> Result<pb::EnsembleSummary, ApiError> {
-        let _busy = self.busy.lock().await;
-        let held = self.load_locked(manifest, trigger).await?;
-        Ok(self.registry.summary(&held))
+        self.exclusive(async {
+            let held = self.load_locked(manifest, trigger).await?;
+            Ok(self.registry.summary(&held))
+        })
+        .await
     }
 
     /// Validates the candidate against the live ensemble. A candidate under the gate is an
     /// answer (`passed: false`, and the rejection kept), not an error.
     pub async fn validate(&self, req: &GateRequest) -> Result<pb::Validation, ApiError> {
-        let _busy = self.busy.lock().await;
-        let candidate = self.candidate()?;
-        self.validate_locked(&candidate, req, Trigger::Admin).await
+        self.exclusive(async {
+            let candidate = self.candidate()?;
+            self.validate_locked(&candidate, req, Trigger::Admin).await
+        })
+        .await
     }
 
     /// Promotes the candidate, validating it first when needed.
     pub async fn promote(&self, req: &GateRequest) -> Result<pb::SwapResult, ApiError> {
-        let _busy = self.busy.lock().await;
-        let candidate = self.candidate()?;
-        self.promote_locked(candidate, req, Trigger::Admin).await
+        self.exclusive(async {
+            let candidate = self.candidate()?;
+            self.promote_locked(candidate, req, Trigger::Admin).await
+        })
+        .await
     }
 
     /// Load, validate when a validation set is known, promote; a rejected candidate is dropped.
@@ -139,24 +191,26 @@ impl Deployer {
         req: &GateRequest,
         trigger: Trigger,
     ) -> Result<pb::SwapResult, ApiError> {
-        let _busy = self.busy.lock().await;
-        let candidate = self.load_locked(manifest, trigger).await?;
-        let (live, _, _) = self.registry.held();
-        if candidate.same_content(&live) {
-            drop(self.registry.release(Slot::Candidate));
-            tracing::info!(
-                trigger = trigger.as_str(),
-                version = %live.ensemble.version,
-                "deploy: the manifest and models are those already live; nothing to swap"
-            );
-            return Ok(pb::SwapResult {
-                outcome: "unchanged".into(),
-                live: Some(self.registry.summary(&live)),
-                previous: self.registry.held().1.map(|p| self.registry.summary(&p)),
-                validation: None,
-            });
-        }
-        self.promote_or_release(candidate, req, trigger).await
+        self.exclusive(async {
+            let candidate = self.load_locked(manifest, trigger).await?;
+            let (live, _, _) = self.registry.held();
+            if candidate.same_content(&live) {
+                drop(self.registry.release(Slot::Candidate));
+                tracing::info!(
+                    trigger = trigger.as_str(),
+                    version = %live.ensemble.version,
+                    "deploy: the manifest and models are those already live; nothing to swap"
+                );
+                return Ok(pb::SwapResult {
+                    outcome: "unchanged".into(),
+                    live: Some(self.registry.summary(&live)),
+                    previous: self.registry.held().1.map(|p| self.registry.summary(&p)),
+                    validation: None,
+                });
+            }
+            self.promote_or_release(candidate, req, trigger).await
+        })
+        .await
     }
 
     /// Stages `held`, an ensemble loaded beside the live one (a shadow), as the candidate and
@@ -168,9 +222,11 @@ impl Deployer {
         req: &GateRequest,
         trigger: Trigger,
     ) -> Result<pb::SwapResult, ApiError> {
-        let _busy = self.busy.lock().await;
-        drop(self.registry.stage(held.clone()));
-        self.promote_or_release(held, req, trigger).await
+        self.exclusive(async {
+            drop(self.registry.stage(held.clone()));
+            self.promote_or_release(held, req, trigger).await
+        })
+        .await
     }
 
     async fn promote_or_release(
@@ -195,20 +251,22 @@ impl Deployer {
 
     /// Swaps the live and the previous ensemble.
     pub async fn rollback(&self) -> Result<pb::SwapResult, ApiError> {
-        let _busy = self.busy.lock().await;
-        let swapped = self.registry.rollback().ok_or_else(|| {
-            ApiError::new(
-                ErrorKind::Conflict,
-                "no previous ensemble to roll back to (none was replaced yet, it was released, or \
-                 the server runs with --no-keep-previous)",
-            )
-        })?;
-        tracing::info!(
-            live = %swapped.live.ensemble.version,
-            previous = %swapped.replaced.ensemble.version,
-            "rolled back"
-        );
-        Ok(self.swap_result("rolled_back", None))
+        self.exclusive(async {
+            let swapped = self.registry.rollback().ok_or_else(|| {
+                ApiError::new(
+                    ErrorKind::Conflict,
+                    "no previous ensemble to roll back to (none was replaced yet, it was released, or \
+                     the server runs with --no-keep-previous)",
+                )
+            })?;
+            tracing::info!(
+                live = %swapped.live.ensemble.version,
+                previous = %swapped.replaced.ensemble.version,
+                "rolled back"
+            );
+            Ok(self.swap_result("rolled_back", None))
+        })
+        .await
     }
 
     /// Drops the previous ensemble or the candidate.
@@ -277,8 +335,8 @@ impl Deployer {
     /// up, without staging it as the candidate: for an ensemble that runs beside the live one
     /// without replacing it (a shadow). A failure is kept as the last rejection.
     pub async fn load_beside(&self, manifest: &Path, trigger: Trigger) -> Result<Held, ApiError> {
-        let _busy = self.busy.lock().await;
-        self.open(manifest, trigger).await
+        self.exclusive(async { self.open(manifest, trigger).await })
+            .await
     }
 
     async fn load_locked(&self, manifest: &Path, trigger: Trigger) -> Result<Held, ApiError> {
@@ -331,6 +389,9 @@ impl Deployer {
             seconds = started.elapsed().as_secs_f64(),
             "candidate loaded"
         );
+        if let Some(hold) = &self.config.hold {
+            hold.pass().await;
+        }
         Ok(held)
     }
 
@@ -370,29 +431,14 @@ impl Deployer {
         };
         let started = Instant::now();
         let live = self.registry.snapshot();
-        let cand = Arc::clone(&candidate.ensemble);
-        let pool = Arc::clone(&self.pool);
-        let batch = self.config.eval_batch;
-        let path = data.clone();
-        let live_for_eval = Arc::clone(&live);
-        let measured = tokio::task::spawn_blocking(move || {
-            let measure = |e: &Arc<Ensemble>, who: &str| -> Result<(Metrics, usize), String> {
-                let items = read_labelled(&path, e, "label", None).map_err(|err| {
-                    format!("the {who} ensemble cannot read the validation set: {err}")
-                })?;
-                let report =
-                    evaluate(e, &pool, Priority::Low, &items, batch, |_| {}).map_err(|err| {
-                        format!("the {who} ensemble failed on the validation set: {err}")
-                    })?;
-                Ok((report.overall, items.len()))
-            };
-            Ok::<_, String>((
-                measure(&cand, "candidate")?,
-                measure(&live_for_eval, "live")?,
-            ))
-        })
-        .await
-        .map_err(|e| ApiError::internal(format!("the validation thread failed: {e}")))?;
+        let measured = measure_both(
+            &candidate.ensemble,
+            &live,
+            Arc::clone(&self.pool),
+            data.clone(),
+            self.config.eval_batch,
+        )
+        .await?;
         telemetry::candidate_validated(started.elapsed());
         let manifest = candidate.ensemble.manifest.clone();
         let ((cand_metrics, items), (live_metrics, _)) = match measured {
@@ -533,13 +579,4 @@ fn warmup_items(e: &Ensemble, n: usize) -> Result<Vec<ValidItem>, String> {
             .map_err(|err| format!("cannot make a warm-up item: {err}"))
         })
         .collect()
-}
-
-fn metrics(m: &Metrics) -> pb::Metrics {
-    pb::Metrics {
-        top1: m.top1,
-        top5: m.top5,
-        macro_f1: m.macro_f1,
-        items_per_second: m.items_per_second,
-    }
 }

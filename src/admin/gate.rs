@@ -1,5 +1,72 @@
 //! The promotion gate: a candidate goes live only if its top-1 accuracy on the validation set is
-//! at least `min_accuracy` and at most `max_drop` below the live ensemble's on the same set.
+//! at least `min_accuracy` and at most `max_drop` below the live ensemble's on the same set. Both
+//! are measured here, on the shared compute pool at low priority, behind live traffic.
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::ensemble::Ensemble;
+use crate::eval::{evaluate, read_labelled, Metrics};
+use crate::proto::lastmile::v1 as pb;
+use crate::scheduler::{ComputePool, Priority};
+use crate::server::ApiError;
+
+/// Top-1 and the rest for one ensemble, and how many items it was measured on.
+pub(super) type Measured = (Metrics, usize);
+
+/// Measures the candidate, then the live ensemble, on the labelled JSON Lines at `path` (each
+/// reads the fields it needs), on a blocking thread. Dropping the future (the server shutting
+/// down) stops that thread after the batch in hand. An ensemble that cannot read or score the set
+/// is the `Err(String)` inside: a reason to reject, not a server failure.
+pub(super) async fn measure_both(
+    candidate: &Arc<Ensemble>,
+    live: &Arc<Ensemble>,
+    pool: Arc<ComputePool>,
+    path: PathBuf,
+    batch: usize,
+) -> Result<Result<(Measured, Measured), String>, ApiError> {
+    let (candidate, live) = (Arc::clone(candidate), Arc::clone(live));
+    let abandoned = AbandonedOnDrop::default();
+    let stopped = Arc::clone(&abandoned.0);
+    tokio::task::spawn_blocking(move || {
+        let measure = |e: &Arc<Ensemble>, who: &str| -> Result<Measured, String> {
+            let items = read_labelled(&path, e, "label", None).map_err(|err| {
+                format!("the {who} ensemble cannot read the validation set: {err}")
+            })?;
+            let go_on = |_| match stopped.load(Ordering::Relaxed) {
+                true => ControlFlow::Break(()),
+                false => ControlFlow::Continue(()),
+            };
+            let report = evaluate(e, &pool, Priority::Low, &items, batch, go_on)
+                .map_err(|err| format!("the {who} ensemble failed on the validation set: {err}"))?;
+            Ok((report.overall, items.len()))
+        };
+        Ok((measure(&candidate, "candidate")?, measure(&live, "live")?))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("the validation thread failed: {e}")))
+}
+
+/// Set when dropped: tells a blocking thread that nobody waits for its work any more.
+#[derive(Default)]
+struct AbandonedOnDrop(Arc<AtomicBool>);
+
+impl Drop for AbandonedOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+pub(super) fn metrics(m: &Metrics) -> pb::Metrics {
+    pb::Metrics {
+        top1: m.top1,
+        top5: m.top5,
+        macro_f1: m.macro_f1,
+        items_per_second: m.items_per_second,
+    }
+}
 
 /// Thresholds on top-1 accuracy (fractions, 0 to 1).
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -70,6 +70,13 @@
 //! `--watch-manifest SECONDS` polls it and deploys it when its content changes. A manifest
 //! identical to the live one (text and every model file) is not swapped (`unchanged`).
 //!
+//! ## Shutdown
+//!
+//! The admin servers drain with the serving ones (SIGTERM, same timeout). An operation still
+//! running then (a deploy loading or validating its candidate) is stopped where it stands and
+//! answered 503 / UNAVAILABLE `shutting_down`: nothing more is swapped, since a restarted server
+//! runs its startup manifest again and a late swap would report a version that is not coming back.
+//!
 //! ## Metrics
 //!
 //! `lastmile_registry_swaps_total{outcome="promoted"|"rolled_back"|"rejected"}`,
@@ -91,6 +98,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 
@@ -181,6 +189,9 @@ pub struct AdminHandle {
     pub http_addr: SocketAddr,
     pub grpc_addr: SocketAddr,
     pub deployer: Arc<Deployer>,
+    /// Both admin servers; ends once they have drained after the shutdown signal. The server
+    /// takes it into its own drain.
+    pub(crate) served: Option<JoinHandle<std::io::Result<()>>>,
 }
 
 /// Binds both admin listeners, starts the triggers, and serves until `shutdown_rx` turns true.
@@ -197,6 +208,7 @@ pub async fn start(
         Arc::clone(&app.registry),
         Arc::clone(&app.pool),
         config.deploy.clone(),
+        shutdown_rx.clone(),
     ));
     let state = Arc::new(AdminState {
         deployer: Arc::clone(&deployer),
@@ -212,7 +224,7 @@ pub async fn start(
 
     let router = http::router(Arc::clone(&state), auth.clone());
     let http_shutdown = signalled(shutdown_rx.clone());
-    tokio::spawn(async move {
+    let http_served = tokio::spawn(async move {
         axum::serve(http_listener, router)
             .with_graceful_shutdown(http_shutdown)
             .await
@@ -231,7 +243,7 @@ pub async fn start(
         .build_v1()
         .map_err(std::io::Error::other)?;
     let reflection = InterceptedService::new(reflection, auth.grpc());
-    tokio::spawn(
+    let grpc_served = tokio::spawn(
         tonic::transport::Server::builder()
             .layer(MeteredLayer::new(Transport::Grpc {
                 body_limit: 4 << 20,
@@ -258,10 +270,12 @@ pub async fn start(
         }
     }
 
+    let served = tokio::spawn(crate::server::both_served(http_served, grpc_served));
     Ok(AdminHandle {
         http_addr,
         grpc_addr,
         deployer,
+        served: Some(served),
     })
 }
 

@@ -1,6 +1,7 @@
 //! `lastmile eval`: how good and how fast an ensemble and each of its models are on a labelled
 //! JSON Lines file, as a table or (`--json`) for machines.
 
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -44,7 +45,8 @@ pub fn run(args: EvalArgs) -> Result<(), Failure> {
         )
     };
     let report = evaluate(&ensemble, &pool, Priority::Normal, &data, args.batch, |n| {
-        bar.inc(n as u64)
+        bar.inc(n as u64);
+        ControlFlow::Continue(())
     })
     .map_err(|e| Failure {
         message: e.to_string(),

@@ -211,8 +211,8 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
         .enable_all()
         .thread_name("lastmile-io")
         .build()?;
-    runtime.block_on(async move {
-        let handle = server::start(registry, Arc::new(pool), config)
+    let served = runtime.block_on(async move {
+        let mut handle = server::start(registry, Arc::new(pool), config)
             .await
             .map_err(|e| Failure {
                 message: format!(
@@ -248,5 +248,9 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             ),
         }
         Ok(())
-    })
+    });
+    // Work nobody waits for any more (a candidate still loading when shutdown began) must not
+    // hold the exit: the drain above is the promise.
+    runtime.shutdown_background();
+    served
 }

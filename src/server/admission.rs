@@ -148,6 +148,7 @@ impl Admission {
 /// that a test can have requests in flight for certain without timing anything. Not for
 /// production use.
 #[doc(hidden)]
+#[derive(Debug)]
 pub struct Hold {
     waiting: watch::Sender<usize>,
     open: watch::Sender<bool>,

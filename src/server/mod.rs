@@ -2,7 +2,8 @@
 //! and a gRPC server (own API, `inference.GRPCInferenceService`, health, reflection) over one live
 //! ensemble, with admission control and graceful shutdown. [`start`] binds both (port 0 works: the
 //! [`Handle`] says which ports were bound) and returns at once; [`Handle::wait`] returns once both
-//! servers have drained after a shutdown (SIGTERM/SIGINT, or [`Handle::shutdown`]).
+//! servers, and the admin servers if any, have drained after a shutdown (SIGTERM/SIGINT, or
+//! [`Handle::shutdown`]).
 
 pub mod admission;
 mod describe;
@@ -107,8 +108,9 @@ impl Handle {
     }
 
     /// Waits for the servers to stop (after a shutdown) and says whether they drained in time.
-    pub async fn wait(self) -> std::io::Result<Drained> {
-        self.task
+    /// Call it once.
+    pub async fn wait(&mut self) -> std::io::Result<Drained> {
+        (&mut self.task)
             .await
             .map_err(|e| std::io::Error::other(format!("the server task failed: {e}")))?
     }
@@ -138,12 +140,13 @@ pub async fn start(
     if config.handle_signals {
         spawn_signal_task(shutdown_tx.clone())?;
     }
-    let admin = match config.admin.clone() {
+    let mut admin = match config.admin.clone() {
         Some(admin) => {
             Some(crate::admin::start(admin, Arc::clone(&state), shutdown_rx.clone()).await?)
         }
         None => None,
     };
+    let admin_served = admin.as_mut().and_then(|a| a.served.take());
 
     let app = http::router(Arc::clone(&state), metrics);
     let http_shutdown = signalled(shutdown_rx.clone());
@@ -218,13 +221,16 @@ pub async fn start(
             .await;
         draining_tx.send_replace(true);
         tracing::info!(?drain_timeout, "shutting down: draining in-flight requests");
-        let both = async {
-            let http = http_task.await.map_err(std::io::Error::other)?;
-            let grpc = grpc_task.await.map_err(std::io::Error::other)?;
-            http?;
-            grpc.map_err(std::io::Error::other)
+        // The admin servers drain beside the serving ones, under the same timeout: a deploy in
+        // flight is refused (nothing swapped) and its caller told so, not cut off.
+        let all = async {
+            both_served(http_task, grpc_task).await?;
+            match admin_served {
+                Some(admin) => admin.await.map_err(std::io::Error::other)?,
+                None => Ok(()),
+            }
         };
-        match tokio::time::timeout(drain_timeout, both).await {
+        match tokio::time::timeout(drain_timeout, all).await {
             Ok(result) => result.map(|()| Drained::Clean),
             Err(_) => Ok(Drained::TimedOut),
         }
@@ -239,6 +245,17 @@ pub async fn start(
         draining_rx,
         task,
     })
+}
+
+/// Waits for an HTTP and a gRPC server task to end; the first failure, if any.
+pub(crate) async fn both_served(
+    http: JoinHandle<std::io::Result<()>>,
+    grpc: JoinHandle<Result<(), tonic::transport::Error>>,
+) -> std::io::Result<()> {
+    let http = http.await.map_err(std::io::Error::other)?;
+    let grpc = grpc.await.map_err(std::io::Error::other)?;
+    http?;
+    grpc.map_err(std::io::Error::other)
 }
 
 /// Resolves once shutdown is asked for.

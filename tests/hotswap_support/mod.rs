@@ -97,6 +97,8 @@ pub struct Options {
     pub keep_previous: bool,
     pub gate: Gate,
     pub hold: Option<Arc<Hold>>,
+    /// Holds every admin operation once its candidate is loaded.
+    pub deploy_hold: Option<Arc<Hold>>,
     /// The manifest SIGHUP and the watch reload.
     pub reload: Option<PathBuf>,
     pub sighup: bool,
@@ -110,6 +112,7 @@ impl Default for Options {
             keep_previous: true,
             gate: Gate::default(),
             hold: None,
+            deploy_hold: None,
             reload: None,
             sighup: false,
             watch: None,
@@ -144,6 +147,7 @@ impl Server {
                     gate: options.gate,
                     warmup_items: 4,
                     eval_batch: 16,
+                    hold: options.deploy_hold,
                 },
                 keep_previous: options.keep_previous,
                 manifest: options.reload,
