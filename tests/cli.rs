@@ -510,8 +510,8 @@ fn bench_drives_a_server_over_both_transports_without_errors() {
             "| gRPC | 1 |",
             "| REST | 2 |",
             "batching off",
-            "One client, paired with the bare models",
-            "(0 errors)",
+            "just before",
+            "just after",
         ],
     );
     // Every level's last column (errors) is 0.

@@ -109,6 +109,26 @@ impl<'a> Bare<'a> {
     }
 }
 
+/// One client's two references, measured together over `rows` items: seconds per item.
+#[derive(Clone, Copy)]
+pub struct Latency {
+    /// The bare models one after the other on one thread, divided by the compute threads.
+    pub floor: f64,
+    /// The bare models side by side on the compute threads.
+    pub side_by_side: f64,
+}
+
+/// Medians over `rows` items of both latency references, the two alternating item by item.
+pub fn latency(bare: &Bare, rows: usize, threads: usize) -> Latency {
+    let (alone, side): (Vec<f64>, Vec<f64>) = (0..rows.max(1))
+        .map(|item| (bare.alone(item), bare.side_by_side(item, threads)))
+        .unzip();
+    Latency {
+        floor: median(alone) / threads.max(1) as f64,
+        side_by_side: median(side),
+    }
+}
+
 /// Measures every model on `items` (cycled) at each batch size, `rows` rows per size. As a
 /// request would, each batch of items goes through every model in turn, so no model finds its
 /// weights still in cache from its previous call: the floor pays the same memory traffic a

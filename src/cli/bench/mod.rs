@@ -6,7 +6,6 @@
 
 mod floor;
 mod load;
-mod paired;
 
 use std::fmt::Write as _;
 use std::io::BufRead;
@@ -86,21 +85,27 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
         .thread_name("lastmile-bench-io")
         .build()?;
     let objects = Arc::new(objects);
-    let (levels, paired) = runtime.block_on(async {
+    let (levels, bracket) = runtime.block_on(async {
         let handle = start(Arc::clone(&ensemble), Arc::clone(&pool)).await?;
         let target = target(&handle);
         let mut levels = Vec::new();
+        let mut bracket = None;
         for &transport in &transports {
             for &c in &args.concurrency {
+                // This machine drifts within a minute, so one client's references are measured
+                // again right around the gRPC level (on this thread: the server's run elsewhere).
+                let bracketed = transport == Transport::Grpc && c == 1;
+                let before = bracketed.then(|| floor::latency(&bare, args.floor_rows, threads));
                 eprintln!("{} x{c}...", transport.as_str());
                 let level = load::run(&target, transport, Arc::clone(&objects), c, duration).await;
+                if let Some(before) = before {
+                    bracket = Some([before, floor::latency(&bare, args.floor_rows, threads)]);
+                }
                 levels.push((transport, level));
             }
         }
-        eprintln!("one client, paired with the bare models...");
-        let paired = paired::run(&target, &objects, &bare, threads, duration).await;
         handle.shutdown();
-        Ok::<_, std::io::Error>((levels, paired))
+        Ok::<_, std::io::Error>((levels, bracket))
     })?;
 
     let unbatched = if args.no_unbatched {
@@ -134,7 +139,7 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
                 rss,
                 floor,
                 levels,
-                paired,
+                bracket,
                 unbatched,
             }
         )
@@ -237,7 +242,8 @@ struct Measured {
     rss: Option<u64>,
     floor: floor::Floor,
     levels: Vec<(Transport, Level)>,
-    paired: paired::Paired,
+    /// One client's references measured just before and just after the one-client gRPC level.
+    bracket: Option<[floor::Latency; 2]>,
     /// The highest concurrency over gRPC with `max_batch = 1`.
     unbatched: Option<Level>,
 }
@@ -248,7 +254,7 @@ fn report(e: &Ensemble, args: &BenchArgs, m: &Measured) -> String {
         rss,
         ref floor,
         ref levels,
-        ref paired,
+        bracket,
         ref unbatched,
     } = *m;
     let unbatched = unbatched.as_ref();
@@ -330,38 +336,41 @@ fn report(e: &Ensemble, args: &BenchArgs, m: &Measured) -> String {
         .iter()
         .find(|(t, l)| *t == Transport::Grpc && l.concurrency == 1)
     {
+        let p50 = one.p50.as_secs_f64();
         let _ = writeln!(
             out,
             "\nOne client over gRPC: p50 {} ms = {:.2} x the latency floor, {:.2} x the bare \
              models side by side.",
             ms(one.p50),
-            one.p50.as_secs_f64() / latency_floor,
-            one.p50.as_secs_f64() / floor.side_by_side
+            p50 / latency_floor,
+            p50 / floor.side_by_side
         );
+        if let Some([before, after]) = bracket {
+            let cell = |l: &floor::Latency| {
+                format!(
+                    "{} ms ({:.2} x) | {} ms ({:.2} x)",
+                    ms(Duration::from_secs_f64(l.floor)),
+                    p50 / l.floor,
+                    ms(Duration::from_secs_f64(l.side_by_side)),
+                    p50 / l.side_by_side
+                )
+            };
+            let _ = writeln!(
+                out,
+                "\nThe same references measured again just before and just after that level \
+                 (medians over {} items; in brackets, the one-client p50 over each):\n\n\
+                 | | latency floor | bare side by side |\n|---|---|---|\n\
+                 | just before | {} |\n| just after | {} |\n",
+                args.floor_rows,
+                cell(&before),
+                cell(&after)
+            );
+        }
     }
     let _ = writeln!(
         out,
         "Best throughput: {best:.1} items/s = {:.0} % of the floor.",
         100.0 * best / floor_tput
-    );
-    let _ = writeln!(
-        out,
-        "\n### One client, paired with the bare models\n\n\
-         {} rounds of {:.0} s, each: one item to the server over gRPC, then the same item through \
-         the bare models alone on one thread and side by side on {threads} threads ({} errors). \
-         Medians:\n\n\
-         | | ms per item | server is |\n|---|---|---|\n\
-         | server, one client over gRPC | {} | |\n\
-         | latency floor (bare, one thread, / {threads}) | {} | {:.2} x |\n\
-         | bare models side by side | {} | {:.2} x |",
-        paired.rounds,
-        args.duration,
-        paired.errors,
-        ms(Duration::from_secs_f64(paired.server)),
-        ms(Duration::from_secs_f64(paired.latency_floor)),
-        paired.server / paired.latency_floor,
-        ms(Duration::from_secs_f64(paired.side_by_side)),
-        paired.server / paired.side_by_side,
     );
     if let Some(off) = unbatched {
         let on = levels
