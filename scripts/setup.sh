@@ -32,3 +32,12 @@ PY
   mv "$ORT_LIB.part" "$ORT_LIB"
 fi
 ln -sf "libonnxruntime.so.$ORT_VERSION" "$ORT_DIR/libonnxruntime.so"
+
+# Triton's own Python client, which tests/serve_tritonclient.rs drives the server with.
+TEST_VENV="$RUNTIME_DIR/test-venv"
+TRITONCLIENT="tritonclient[grpc,http]==2.73.0"
+if [ ! -x "$TEST_VENV/bin/python" ] || ! "$TEST_VENV/bin/python" -c "import tritonclient.grpc, tritonclient.http" 2>/dev/null; then
+  echo "setup: installing $TRITONCLIENT into $TEST_VENV" >&2
+  python3 -m venv "$TEST_VENV"
+  "$TEST_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$TRITONCLIENT" "numpy==2.4.6"
+fi

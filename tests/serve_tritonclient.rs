@@ -2,8 +2,8 @@
 //! HTTP (JSON and binary tensors) and gRPC, its answers checked against the own API's.
 //!
 //! Runs when `LASTMILE_TRITONCLIENT_PYTHON` names a Python with `tritonclient[grpc,http]`
-//! installed (the project's test set-up makes such a virtual environment); without it the test
-//! says so and passes, so that `cargo test` needs nothing but Rust.
+//! installed: `scripts/test` points it at `.runtime/test-venv`, which `scripts/setup.sh` makes.
+//! Without it the test says so and passes, so that a bare `cargo test` needs nothing but Rust.
 
 mod serve_support;
 

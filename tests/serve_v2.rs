@@ -114,7 +114,8 @@ async fn rest_health_metadata_and_model_config() {
                 {"name": "description", "datatype": "BYTES", "shape": [-1, 1]}],
             "outputs": [
                 {"name": "labels", "datatype": "BYTES", "shape": [-1, -1]},
-                {"name": "scores", "datatype": "FP32", "shape": [-1, -1]}]
+                {"name": "scores", "datatype": "FP32", "shape": [-1, -1]},
+                {"name": "explanation", "datatype": "BYTES", "shape": [-1, 1]}]
         })
     );
 
@@ -312,7 +313,7 @@ async fn malformed_tensors_are_refused_with_a_clear_4xx() {
         (
             json!({"inputs": [{"name": "title", "shape": [1], "datatype": "BYTES", "data": ["a"]}],
                    "outputs": [{"name": "probabilities"}]}),
-            "unknown output \"probabilities\" (outputs: labels, scores)",
+            "unknown output \"probabilities\" (outputs: labels, scores, explanation)",
         ),
         (
             json!({"inputs": [{"name": "title", "shape": [1], "datatype": "BYTES", "data": ["a"]}],
@@ -500,6 +501,117 @@ async fn candidates_restrict_the_answers_on_both_transports() {
     assert!(
         reply["error"].as_str().unwrap().contains("candidates"),
         "{reply}"
+    );
+}
+
+/// `explanation` holds each item's whole answer with `explain`, as the own API writes it: asked
+/// for by name, or by the `explain` parameter; labels and scores do not change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explanations_on_both_transports_are_the_explained_answers() {
+    let server = TestServer::start(Limits::default()).await;
+    let options = ItemOptions {
+        top_k: 3,
+        explain: true,
+        ..ItemOptions::default()
+    };
+    let objects: Vec<Value> = PRODUCTS
+        .iter()
+        .map(|(t, d)| json_item(&[("title", t), ("description", d)]))
+        .collect();
+    let want: Vec<Value> = server
+        .expected(server.items(&objects, options))
+        .await
+        .iter()
+        // Through text, as the server sends it (f32 scores read back as the same f64).
+        .map(|a| serde_json::from_str(&serde_json::to_string(a).unwrap()).unwrap())
+        .collect();
+    assert!(want
+        .iter()
+        .all(|a| a["models"].as_array().is_some_and(|m| !m.is_empty())));
+    let (labels, scores) = expected(&server, 3).await;
+    let parsed = |texts: Vec<String>| -> Vec<Value> {
+        texts
+            .iter()
+            .map(|t| serde_json::from_str(t).unwrap())
+            .collect()
+    };
+    let inputs = json!([
+        {"name": "title", "shape": [4], "datatype": "BYTES", "data": titles()},
+        {"name": "description", "shape": [4], "datatype": "BYTES", "data": descriptions()}
+    ]);
+
+    // The parameter adds it to the default outputs.
+    let (status, body) = server
+        .post_json(
+            "/v2/models/starter/infer",
+            &json!({"parameters": {"top_k": 3, "explain": true}, "inputs": inputs}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let outputs = body["outputs"].as_array().unwrap();
+    assert_eq!(outputs.len(), 3, "{body}");
+    let got: Vec<String> = serde_json::from_value(outputs[0]["data"].clone()).unwrap();
+    assert_eq!(rows(&got, 3), labels);
+    let got: Vec<f32> = serde_json::from_value(outputs[1]["data"].clone()).unwrap();
+    assert_eq!(rows(&got, 3), scores);
+    assert_eq!(outputs[2]["name"], "explanation");
+    assert_eq!(outputs[2]["datatype"], "BYTES");
+    assert_eq!(outputs[2]["shape"], json!([4, 1]));
+    let texts: Vec<String> = serde_json::from_value(outputs[2]["data"].clone()).unwrap();
+    assert_eq!(parsed(texts), want);
+
+    // Named alone, without the parameter.
+    let (status, body) = server
+        .post_json(
+            "/v2/models/starter/infer",
+            &json!({"parameters": {"top_k": 3}, "inputs": inputs,
+                    "outputs": [{"name": "explanation"}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let outputs = body["outputs"].as_array().unwrap();
+    assert_eq!(outputs.len(), 1, "{body}");
+    let texts: Vec<String> = serde_json::from_value(outputs[0]["data"].clone()).unwrap();
+    assert_eq!(parsed(texts), want);
+
+    // gRPC, named beside the labels.
+    let mut client = GrpcInferenceServiceClient::new(server.channel().await);
+    let named = |name: &str| pb::model_infer_request::InferRequestedOutputTensor {
+        name: name.into(),
+        ..Default::default()
+    };
+    let reply = client
+        .model_infer(pb::ModelInferRequest {
+            model_name: "starter".into(),
+            parameters: top_k(3),
+            inputs: vec![
+                bytes_input("title", &titles()),
+                bytes_input("description", &descriptions()),
+            ],
+            outputs: vec![named("labels"), named("explanation")],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.outputs[1].name, "explanation");
+    assert_eq!(reply.outputs[1].shape, vec![4, 1]);
+    assert_eq!(
+        rows(&decode_bytes(&reply.raw_output_contents[0]), 3),
+        labels
+    );
+    assert_eq!(parsed(decode_bytes(&reply.raw_output_contents[1])), want);
+
+    let (status, body) = server
+        .post_json(
+            "/v2/models/starter/infer",
+            &json!({"parameters": {"explain": "yes"}, "inputs": inputs}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("explain"),
+        "{body}"
     );
 }
 

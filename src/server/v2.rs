@@ -10,6 +10,10 @@
 //! A `candidates` parameter restricts every item's answer to those labels or label prefixes, as
 //! the own API's `candidates` does: V2 parameters are scalars, so it is a string holding a JSON
 //! array of strings (`"[\"Toys\", \"Home > Kitchen\"]"`); over REST a plain JSON array is taken too.
+//! A third output, `explanation` (BYTES `[N, 1]`), holds each item's whole answer as the own API
+//! writes it with `explain` (every model's best labels and its term in the vote, the rules that
+//! fired, the agreement), as JSON text. It is sent when a request names it among its outputs, or
+//! names none and sets the `explain` parameter to true; labels and scores stay as they are.
 
 use std::sync::Arc;
 
@@ -20,7 +24,8 @@ use crate::runtime::InputKind;
 
 pub const LABELS: &str = "labels";
 pub const SCORES: &str = "scores";
-pub const OUTPUTS: [&str; 2] = [LABELS, SCORES];
+pub const EXPLANATION: &str = "explanation";
+pub const OUTPUTS: [&str; 3] = [LABELS, SCORES, EXPLANATION];
 /// What V2 calls the model's platform.
 pub const PLATFORM: &str = "lastmile_ensemble";
 /// Protocol extensions served (reported by server metadata).
@@ -88,6 +93,11 @@ pub fn outputs_meta() -> Vec<TensorMeta> {
             datatype: "FP32",
             shape: vec![-1, -1],
         },
+        TensorMeta {
+            name: EXPLANATION.into(),
+            datatype: "BYTES",
+            shape: vec![-1, 1],
+        },
     ]
 }
 
@@ -148,16 +158,18 @@ pub struct InputTensor {
 /// A request parameter's value, as either transport carries it.
 pub enum Param<'a> {
     Int(i64),
+    Bool(bool),
     Text(&'a str),
     /// A JSON array of strings (REST only).
     List(Vec<String>),
     Other,
 }
 
-/// The item options a request's `top_k` and `candidates` parameters ask for.
+/// The item options a request's `top_k`, `candidates` and `explain` parameters ask for.
 pub fn item_options(
     top_k: Option<Param<'_>>,
     candidates: Option<Param<'_>>,
+    explain: Option<Param<'_>>,
 ) -> Result<ItemOptions, ApiError> {
     let top_k = match top_k {
         None => ItemOptions::default().top_k,
@@ -179,11 +191,37 @@ pub fn item_options(
         Some(Param::Text(text)) => Some(serde_json::from_str(text).map_err(|_| bad())?),
         Some(_) => return Err(bad()),
     };
+    let explain = match explain {
+        None => false,
+        Some(Param::Bool(b)) => b,
+        Some(_) => return Err(ApiError::bad_request("parameter explain must be a boolean")),
+    };
     Ok(ItemOptions {
         top_k,
         candidates,
-        ..ItemOptions::default()
+        explain,
     })
+}
+
+/// The outputs a request gets, in order: those it names (each checked), else `labels` and
+/// `scores`, and `explanation` when `options` ask to explain. From here on the items explain
+/// exactly when `explanation` is among them.
+pub fn outputs_for(
+    named: Option<Vec<String>>,
+    options: &mut ItemOptions,
+) -> Result<Vec<String>, ApiError> {
+    let wanted = match named {
+        Some(names) => {
+            names.iter().try_for_each(|n| check_output_name(n))?;
+            names
+        }
+        None => {
+            let all = if options.explain { 3 } else { 2 };
+            OUTPUTS[..all].iter().map(|n| n.to_string()).collect()
+        }
+    };
+    options.explain = wanted.iter().any(|n| n == EXPLANATION);
+    Ok(wanted)
 }
 
 /// Checks input tensors against the model and turns them into a request's items, each with
@@ -321,34 +359,64 @@ fn cell(t: &InputTensor, row: usize, rows: usize) -> Result<Option<FieldValue>, 
     })
 }
 
-/// The answers as `[N, k]` label and score tensors.
-pub struct OutputTensors {
+/// One output tensor of a response.
+pub struct Output {
+    pub datatype: &'static str,
     pub shape: Vec<i64>,
-    pub labels: Vec<Vec<u8>>,
-    pub scores: Vec<f32>,
+    pub data: OutputData,
 }
 
-pub fn output_tensors(answers: &[ItemAnswer], k: usize) -> OutputTensors {
-    let mut labels = Vec::with_capacity(answers.len() * k);
-    let mut scores = Vec::with_capacity(answers.len() * k);
-    for answer in answers {
-        for j in 0..k {
-            match answer.predictions.get(j) {
-                Some(p) => {
-                    labels.push(p.label.as_bytes().to_vec());
-                    scores.push(p.score);
-                }
-                None => {
-                    labels.push(Vec::new());
-                    scores.push(0.0);
-                }
-            }
+/// An output's elements.
+#[derive(Debug, PartialEq)]
+pub enum OutputData {
+    Bytes(Vec<Vec<u8>>),
+    F32(Vec<f32>),
+}
+
+impl OutputData {
+    /// The elements in the binary encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            OutputData::Bytes(v) => encode_bytes(v),
+            OutputData::F32(v) => encode_f32(v),
         }
     }
-    OutputTensors {
-        shape: vec![answers.len() as i64, k as i64],
-        labels,
-        scores,
+}
+
+/// Output `name` (one of [`OUTPUTS`]) of `answers`. Labels and scores are `[N, k]`, an answer
+/// with fewer than `k` predictions padded with `""` and 0.
+pub fn output(name: &str, answers: &[ItemAnswer], k: usize) -> Output {
+    let cells = || {
+        answers.iter().flat_map(move |a| {
+            (0..k).map(move |j| {
+                a.predictions
+                    .get(j)
+                    .map_or(("", 0.0), |p| (p.label.as_str(), p.score))
+            })
+        })
+    };
+    let table = vec![answers.len() as i64, k as i64];
+    match name {
+        LABELS => Output {
+            datatype: "BYTES",
+            shape: table,
+            data: OutputData::Bytes(cells().map(|(l, _)| l.as_bytes().to_vec()).collect()),
+        },
+        SCORES => Output {
+            datatype: "FP32",
+            shape: table,
+            data: OutputData::F32(cells().map(|(_, s)| s).collect()),
+        },
+        _ => Output {
+            datatype: "BYTES",
+            shape: vec![answers.len() as i64, 1],
+            data: OutputData::Bytes(
+                answers
+                    .iter()
+                    .map(|a| serde_json::to_vec(a).expect("answers serialise"))
+                    .collect(),
+            ),
+        },
     }
 }
 
@@ -461,12 +529,22 @@ mod tests {
             abstained: None,
             models: None,
         };
-        let out = output_tensors(&[answer(&["a", "b"]), answer(&[])], 2);
-        assert_eq!(out.shape, vec![2, 2]);
+        let answers = [answer(&["a", "b"]), answer(&[])];
+        let labels = output(LABELS, &answers, 2);
+        assert_eq!(labels.shape, vec![2, 2]);
         assert_eq!(
-            out.labels,
-            vec![b"a".to_vec(), b"b".to_vec(), vec![], vec![]]
+            labels.data,
+            OutputData::Bytes(vec![b"a".to_vec(), b"b".to_vec(), vec![], vec![]])
         );
-        assert_eq!(out.scores, vec![0.5, 0.5, 0.0, 0.0]);
+        let scores = output(SCORES, &answers, 2);
+        assert_eq!(scores.data, OutputData::F32(vec![0.5, 0.5, 0.0, 0.0]));
+        let explanation = output(EXPLANATION, &answers, 2);
+        assert_eq!(explanation.shape, vec![2, 1]);
+        let OutputData::Bytes(texts) = explanation.data else {
+            panic!("explanations are text")
+        };
+        let first: serde_json::Value = serde_json::from_slice(&texts[0]).unwrap();
+        assert_eq!(first["predictions"][1]["label"], "b");
+        assert_eq!(first["agreement"], 1);
     }
 }

@@ -179,39 +179,30 @@ impl GrpcInferenceService for V2Grpc {
                     i64::try_from(*n).map_or(v2::Param::Other, v2::Param::Int)
                 }
                 Some(P::StringParam(s)) => v2::Param::Text(s),
+                Some(P::BoolParam(b)) => v2::Param::Bool(*b),
                 _ => v2::Param::Other,
             })
         };
-        let options = v2::item_options(param("top_k"), param("candidates"))?;
-        let wanted: Vec<String> = if req.outputs.is_empty() {
-            v2::OUTPUTS.iter().map(|s| s.to_string()).collect()
-        } else {
-            req.outputs
-                .into_iter()
-                .map(|o| v2::check_output_name(&o.name).map(|()| o.name))
-                .collect::<Result<_, _>>()?
-        };
+        let mut options = v2::item_options(param("top_k"), param("candidates"), param("explain"))?;
+        let named =
+            (!req.outputs.is_empty()).then(|| req.outputs.into_iter().map(|o| o.name).collect());
+        let wanted = v2::outputs_for(named, &mut options)?;
 
         let checked = v2::check_inputs(&self.state, Arc::clone(&e), inputs, options)?;
         let k = checked.items[0].options.top_k;
         let answers = self.state.predict(checked).await?;
-        let tensors = v2::output_tensors(&answers, k);
         let mut outputs = Vec::with_capacity(wanted.len());
         let mut raw_output_contents = Vec::with_capacity(wanted.len());
         for name in wanted {
-            let (datatype, raw) = if name == v2::LABELS {
-                ("BYTES", v2::encode_bytes(&tensors.labels))
-            } else {
-                ("FP32", v2::encode_f32(&tensors.scores))
-            };
+            let tensor = v2::output(&name, &answers, k);
+            raw_output_contents.push(tensor.data.encode());
             outputs.push(pb::model_infer_response::InferOutputTensor {
                 name,
-                datatype: datatype.into(),
-                shape: tensors.shape.clone(),
+                datatype: tensor.datatype.into(),
+                shape: tensor.shape,
                 parameters: Default::default(),
                 contents: None,
             });
-            raw_output_contents.push(raw);
         }
         Ok(Response::new(pb::ModelInferResponse {
             model_name: e.name.clone(),

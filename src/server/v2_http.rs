@@ -221,6 +221,7 @@ async fn infer(
     let param = |name: &str| {
         request.parameters.get(name).map(|v| match v {
             Value::Number(n) => n.as_i64().map_or(v2::Param::Other, v2::Param::Int),
+            Value::Bool(b) => v2::Param::Bool(*b),
             Value::String(s) => v2::Param::Text(s),
             Value::Array(_) => {
                 serde_json::from_value(v.clone()).map_or(v2::Param::Other, v2::Param::List)
@@ -228,59 +229,48 @@ async fn infer(
             _ => v2::Param::Other,
         })
     };
-    let options = v2::item_options(param("top_k"), param("candidates"))?;
+    let mut options = v2::item_options(param("top_k"), param("candidates"), param("explain"))?;
     let binary_default = request
         .parameters
         .get("binary_data_output")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let wanted: Vec<(String, bool)> = match request.outputs {
-        None => v2::OUTPUTS
-            .iter()
-            .map(|n| (n.to_string(), binary_default))
-            .collect(),
-        Some(outputs) => outputs
+    let mut binary_asked = std::collections::HashMap::new();
+    let named = request.outputs.map(|outputs| {
+        outputs
             .into_iter()
             .map(|o| {
-                v2::check_output_name(&o.name)?;
-                let binary = o.parameters.get("binary_data").and_then(Value::as_bool);
-                Ok((o.name, binary.unwrap_or(binary_default)))
+                if let Some(b) = o.parameters.get("binary_data").and_then(Value::as_bool) {
+                    binary_asked.insert(o.name.clone(), b);
+                }
+                o.name
             })
-            .collect::<Result<_, ApiError>>()?,
-    };
+            .collect()
+    });
+    let wanted = v2::outputs_for(named, &mut options)?;
 
     let checked = v2::check_inputs(&state, Arc::clone(&e), inputs, options)?;
     let k = checked.items[0].options.top_k;
     let answers = state.predict(checked).await?;
-    let tensors = v2::output_tensors(&answers, k);
 
     let mut outputs = Vec::with_capacity(wanted.len());
     let mut tail: Vec<u8> = Vec::new();
-    for (name, binary) in wanted {
-        let (datatype, data, raw) = if name == v2::LABELS {
-            let strings: Vec<Value> = tensors
-                .labels
-                .iter()
-                .map(|l| Value::String(String::from_utf8_lossy(l).into_owned()))
-                .collect();
-            (
-                "BYTES",
-                Value::Array(strings),
-                v2::encode_bytes(&tensors.labels),
-            )
-        } else {
-            (
-                "FP32",
-                json!(tensors.scores),
-                v2::encode_f32(&tensors.scores),
-            )
-        };
-        let mut output = json!({"name": name, "datatype": datatype, "shape": tensors.shape});
+    for name in wanted {
+        let tensor = v2::output(&name, &answers, k);
+        let binary = binary_asked.get(&name).copied().unwrap_or(binary_default);
+        let mut output = json!({"name": name, "datatype": tensor.datatype, "shape": tensor.shape});
         if binary {
+            let raw = tensor.data.encode();
             output["parameters"] = json!({"binary_data_size": raw.len()});
             tail.extend_from_slice(&raw);
         } else {
-            output["data"] = data;
+            output["data"] = match tensor.data {
+                v2::OutputData::Bytes(v) => v
+                    .iter()
+                    .map(|b| Value::String(String::from_utf8_lossy(b).into_owned()))
+                    .collect(),
+                v2::OutputData::F32(v) => json!(v),
+            };
         }
         outputs.push(output);
     }

@@ -95,7 +95,7 @@ def main():
     name = json.load(urllib.request.urlopen(f"http://{args.http}/v1/ensemble"))["name"]
     meta = http.get_model_metadata(name)
     fields = [i["name"] for i in meta["inputs"]]
-    c.check("http model metadata", [o["name"] for o in meta["outputs"]] == ["labels", "scores"], meta)
+    c.check("http model metadata", [o["name"] for o in meta["outputs"]] == ["labels", "scores", "explanation"], meta)
     gmeta = grpc.get_model_metadata(name)
     c.check("grpc model metadata", [i.name for i in gmeta.inputs] == fields, gmeta)
     c.check("http model ready", http.is_model_ready(name))
@@ -129,6 +129,14 @@ def main():
         inputs.append(tensor)
     result = grpc.infer(name, inputs, parameters={"top_k": TOP_K})
     c.check("grpc infer equals the own API", same_answers(result, labels, scores))
+    result = grpc.infer(name, inputs, parameters={"top_k": TOP_K, "explain": True})
+    explained = [json.loads(e[0]) for e in result.as_numpy("explanation")]
+    c.check(
+        "grpc explanation holds each answer and its models",
+        [[p["label"] for p in e["predictions"]] for e in explained] == labels
+        and all(e["models"] for e in explained),
+        explained,
+    )
 
     try:
         bad = httpclient.InferInput(fields[0], [1], "INT32")
