@@ -14,6 +14,10 @@ use lastmile::runtime::{InputKind, Inputs, Scores};
 /// Batch sizes tried for each model.
 pub const SIZES: [usize; 4] = [1, 8, 32, 64];
 
+/// Timed calls per model and batch size, at the least: one call of 64 rows is one sample, at the
+/// mercy of whatever else the machine did in those milliseconds.
+const MIN_CALLS: usize = 4;
+
 /// Per-item compute of the whole ensemble.
 pub struct Floor {
     /// Seconds per item, each model at batch 1, summed over the models.
@@ -139,12 +143,14 @@ pub fn measure(bare: &Bare, rows: usize, threads: usize) -> Floor {
     let mut out = Scores::default();
     let mut side_by_side = 0.0;
     for (s, &size) in SIZES.iter().enumerate() {
-        // One untimed round to warm up, then timed rounds until `rows` rows are done.
+        // One untimed round to warm up, then timed rounds until `rows` rows (and at least
+        // MIN_CALLS calls) are done.
         for m in 0..models {
             bare.run(m, size, 0, &mut out);
         }
+        let rows_here = rows.max(MIN_CALLS * size);
         let mut from = size;
-        while from < size + rows {
+        while from < size + rows_here {
             for (m, total) in seconds.iter_mut().enumerate() {
                 let started = Instant::now();
                 bare.run(m, size, from, &mut out);
@@ -152,7 +158,7 @@ pub fn measure(bare: &Bare, rows: usize, threads: usize) -> Floor {
             }
             from += size;
         }
-        let done = (rows.div_ceil(size) * size) as f64;
+        let done = (rows_here.div_ceil(size) * size) as f64;
         seconds.iter_mut().for_each(|t| t[s] /= done);
         if size == 1 {
             side_by_side = median((0..rows.max(1)).map(|item| bare.side_by_side(item, threads)));

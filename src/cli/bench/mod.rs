@@ -39,7 +39,7 @@ pub struct BenchArgs {
     /// Transports to drive.
     #[arg(long, value_delimiter = ',', default_value = "grpc,rest")]
     transports: Vec<String>,
-    /// Rows per model and batch size when measuring the floor.
+    /// Rows per model and batch size when measuring the floor (at least 4 calls of each size).
     #[arg(long, default_value_t = 128)]
     floor_rows: usize,
     /// Skip the comparison with batching off.
