@@ -1,5 +1,9 @@
 //! Hot float loops built twice: for the baseline x86-64 CPU and for AVX2 / AVX-512, chosen at run
-//! time, so one portable binary runs eight or sixteen floats per instruction where the CPU can.
+//! time, so one portable binary runs eight or sixteen floats per instruction where the CPU can; and
+//! the branch-free `ln`/`exp` such loops call (scalar libm calls do not vectorise: in fastText's
+//! hierarchical softmax and in the vote's temperature they cost more than the arithmetic around
+//! them). Both are within a few ulp of `f32::ln`/`f32::exp` over the ranges used (tested below);
+//! `exp` is Cephes' `expf`, the polynomial most SIMD math libraries use.
 
 /// `widen!(pub(crate) fn name(args) -> T = body)` defines `name`, which calls `body` (an
 /// `#[inline(always)]` function) compiled for AVX2 (eight floats per instruction instead of four)
@@ -33,3 +37,83 @@ macro_rules! widen {
     };
 }
 pub(crate) use widen;
+
+/// Natural logarithm of a positive normal number (callers clamp to a floor >= `f32::MIN_POSITIVE`).
+/// x = m·2^e with m in [√½, √2); ln m = 2·atanh(f), f = (m − 1)/(m + 1), |f| < 0.172, whose series
+/// to f⁹ is exact to float precision.
+#[inline(always)]
+pub(crate) fn ln(x: f32) -> f32 {
+    const SQRT2: f32 = std::f32::consts::SQRT_2;
+    let bits = x.to_bits();
+    let exponent = ((bits >> 23) as i32 - 127) as f32;
+    let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000); // mantissa in [1, 2)
+    let (m, exponent) = if m > SQRT2 {
+        (m * 0.5, exponent + 1.0)
+    } else {
+        (m, exponent)
+    };
+    let f = (m - 1.0) / (m + 1.0);
+    let f2 = f * f;
+    let p = f2 * (1.0 / 9.0) + 1.0 / 7.0;
+    let p = p * f2 + 1.0 / 5.0;
+    let p = p * f2 + 1.0 / 3.0;
+    let p = p * f2 + 1.0;
+    2.0 * f * p + exponent * std::f32::consts::LN_2
+}
+
+/// `e^x`, for x clamped to [-87, 88] (below that the result is ~0 anyway).
+#[inline(always)]
+pub(crate) fn exp(x: f32) -> f32 {
+    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to the nearest integer
+    let x = if x > -87.0 { x } else { -87.0 };
+    let x = if x < 88.0 { x } else { 88.0 };
+    let shifted = x * std::f32::consts::LOG2_E + ROUND;
+    let n = shifted - ROUND;
+    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4; // x - n ln 2, in two parts
+    let z = r * r;
+    let p = 1.987_569_1e-4;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 5e-1;
+    let y = p * z + r + 1.0;
+    // The low mantissa bits of `shifted` hold n: 2^n is built from them with integer operations
+    // (a float-to-int `as` would saturate lane by lane and defeat vectorisation).
+    let n_bits = shifted.to_bits().wrapping_sub(ROUND.to_bits());
+    y * f32::from_bits(n_bits.wrapping_add(127) << 23)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ln_matches_std_within_a_few_ulp() {
+        let mut x = f32::MIN_POSITIVE;
+        while x < 4.0 {
+            let (got, want) = (ln(x), x.ln());
+            assert!(
+                (got - want).abs() <= 4e-7 * want.abs().max(1.0),
+                "ln({x}) = {got}, want {want}"
+            );
+            x *= 1.001_3;
+        }
+        assert_eq!(ln(1.0), 0.0);
+    }
+
+    #[test]
+    fn exp_matches_std_within_a_few_ulp() {
+        let mut x = -86.0f32;
+        while x < 87.0 {
+            let (got, want) = (exp(x), x.exp());
+            assert!(
+                (got - want).abs() <= 4e-7 * want,
+                "exp({x}) = {got}, want {want}"
+            );
+            x += 0.0137;
+        }
+        assert_eq!(exp(0.0), 1.0);
+        assert!(exp(-1000.0) < 1e-37 && exp(1000.0).is_finite());
+    }
+}

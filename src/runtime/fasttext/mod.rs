@@ -23,6 +23,7 @@ mod output;
 use output::OutputMatrix;
 
 use super::{InputKind, Inputs, LoadError, RunError, Runtime, Scores};
+use crate::wide::{exp, ln, widen};
 
 /// Official fastText's end-of-sentence token, which its reader appends to every line read.
 const EOS: &str = "</s>";
@@ -212,6 +213,7 @@ impl FastTextModel {
         let mut logits = Vec::new();
         output.products(&hidden, texts.len(), &mut logits);
         let n = self.labels.len();
+        let mut tree = TreeScratch::default();
         for (row, logits) in logits.chunks_exact(n.max(1)).enumerate() {
             let dst = out.row_mut(row);
             if empty[row] {
@@ -231,7 +233,7 @@ impl FastTextModel {
                 DenseLoss::Tree {
                     children,
                     leaf_column,
-                } => walk_tree(children, leaf_column, logits, dst),
+                } => walk_tree(children, leaf_column, logits, &mut tree, dst),
             }
         }
     }
@@ -280,8 +282,15 @@ fn huffman_children(counts: &[i64]) -> Vec<[u32; 2]> {
 /// `log(p + 1e-5)` along the path (left: 1 − σ, right: σ, exact sigmoid of the node's output
 /// row), leaves whose path drops below log(1e-5) at any node left at 0. `node_logits[i]` is
 /// internal node `labels + i`'s product with the sentence vector; leaf l scores column
-/// `leaf_column[l]`.
-fn walk_tree(children: &[[u32; 2]], leaf_column: &[usize], node_logits: &[f32], dst: &mut [f32]) {
+/// `leaf_column[l]`. The logarithms and exponentials run over whole rows in wide loops
+/// ([`branch_logs`], [`leaf_probabilities`]); the search itself only adds.
+fn walk_tree(
+    children: &[[u32; 2]],
+    leaf_column: &[usize],
+    node_logits: &[f32],
+    branches: &mut TreeScratch,
+    dst: &mut [f32],
+) {
     let labels = dst.len();
     let floor = LOG_EPS.ln();
     if children.is_empty() {
@@ -289,48 +298,113 @@ fn walk_tree(children: &[[u32; 2]], leaf_column: &[usize], node_logits: &[f32], 
         dst[0] = 1.0;
         return;
     }
-    let mut stack = vec![(labels + children.len() - 1, 0.0f32)];
+    let nodes = children.len();
+    branches.left.resize(nodes, 0.0);
+    branches.right.resize(nodes, 0.0);
+    branch_logs(
+        &node_logits[..nodes],
+        &mut branches.left,
+        &mut branches.right,
+    );
+    dst.fill(f32::NEG_INFINITY);
+    let stack = &mut branches.stack;
+    stack.clear();
+    stack.push((labels + nodes - 1, 0.0f32));
     while let Some((node, score)) = stack.pop() {
         if score < floor {
             continue;
         }
         if node < labels {
-            dst[leaf_column[node]] = score.exp();
+            dst[leaf_column[node]] = score;
             continue;
         }
-        let f = 1.0 / (1.0 + (-node_logits[node - labels]).exp());
-        let [left, right] = children[node - labels];
+        let i = node - labels;
+        let [left, right] = children[i];
         // Right first on the stack so the left subtree is searched first, as fastText does.
-        stack.push((right as usize, score + (f + LOG_EPS).ln()));
-        stack.push((left as usize, score + (1.0 - f + LOG_EPS).ln()));
+        stack.push((right as usize, score + branches.right[i]));
+        stack.push((left as usize, score + branches.left[i]));
+    }
+    leaf_probabilities(dst, floor);
+}
+
+/// Buffers a tree search reuses from row to row.
+#[derive(Default)]
+struct TreeScratch {
+    left: Vec<f32>,
+    right: Vec<f32>,
+    stack: Vec<(usize, f32)>,
+}
+
+widen!(
+    /// Each internal node's two branch terms: fastText's `log(1 − σ(x) + 1e-5)` (left) and
+    /// `log(σ(x) + 1e-5)` (right) of its logit x.
+    fn branch_logs(logits: &[f32], left: &mut [f32], right: &mut [f32]) = branch_logs_body
+);
+
+#[inline(always)]
+fn branch_logs_body(logits: &[f32], left: &mut [f32], right: &mut [f32]) {
+    for ((&x, l), r) in logits.iter().zip(left.iter_mut()).zip(right.iter_mut()) {
+        let f = 1.0 / (1.0 + exp(-x));
+        *l = ln(1.0 - f + LOG_EPS);
+        *r = ln(f + LOG_EPS);
     }
 }
 
-/// Softmax as fastText computes it: subtract the max, exponentiate, divide by the sum.
-fn softmax_into(logits: &[f32], dst: &mut [f32]) {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut z = 0.0f32;
-    for (d, &x) in dst.iter_mut().zip(logits) {
-        *d = (x - max).exp();
-        z += *d;
+widen!(
+    /// A leaf's path score to its probability; leaves the search pruned (below `floor`) to 0.
+    fn leaf_probabilities(scores: &mut [f32], floor: f32) = leaf_probabilities_body
+);
+
+#[inline(always)]
+fn leaf_probabilities_body(scores: &mut [f32], floor: f32) {
+    for s in scores.iter_mut() {
+        let p = exp(*s);
+        *s = if *s >= floor { p } else { 0.0 };
     }
-    dst.iter_mut().for_each(|d| *d /= z);
+}
+
+widen!(
+    /// Softmax as fastText computes it: subtract the max, exponentiate, divide by the sum.
+    fn softmax_into(logits: &[f32], dst: &mut [f32]) = softmax_body
+);
+
+#[inline(always)]
+fn softmax_body(logits: &[f32], dst: &mut [f32]) {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    for (d, &x) in dst.iter_mut().zip(logits) {
+        *d = exp(x - max);
+    }
+    // In eight fixed lanes: vectorises, and the same order in every build.
+    let mut lanes = [0.0f32; 8];
+    let chunks = dst.chunks_exact(8);
+    let rest: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for (l, v) in lanes.iter_mut().zip(c) {
+            *l += v;
+        }
+    }
+    let inv = 1.0 / (lanes.iter().sum::<f32>() + rest);
+    dst.iter_mut().for_each(|d| *d *= inv);
 }
 
 /// fastText's table sigmoid (512 steps over [-8, 8]), which one-vs-all models report with; an
 /// exact sigmoid would differ by up to ~1e-2.
 fn sigmoid_table(x: f32) -> f32 {
     const MAX: f32 = 8.0;
-    const STEPS: f32 = 512.0;
+    const STEPS: usize = 512;
+    static TABLE: std::sync::LazyLock<[f32; STEPS + 1]> = std::sync::LazyLock::new(|| {
+        std::array::from_fn(|i| {
+            let t = (i as f32 * 2.0 * MAX) / STEPS as f32 - MAX;
+            1.0 / (1.0 + (-t).exp())
+        })
+    });
     if x < -MAX {
         return 0.0;
     }
     if x > MAX {
         return 1.0;
     }
-    let i = ((x + MAX) * STEPS / MAX / 2.0) as i64;
-    let t = (i as f32 * 2.0 * MAX) / STEPS - MAX;
-    1.0 / (1.0 + (-t).exp())
+    TABLE[((x + MAX) * STEPS as f32 / MAX / 2.0) as usize]
 }
 
 impl Runtime for FastTextModel {
