@@ -282,13 +282,19 @@ fn huffman_children(counts: &[i64]) -> Vec<[u32; 2]> {
 /// `log(p + 1e-5)` along the path (left: 1 − σ, right: σ, exact sigmoid of the node's output
 /// row), leaves whose path drops below log(1e-5) at any node left at 0. `node_logits[i]` is
 /// internal node `labels + i`'s product with the sentence vector; leaf l scores column
-/// `leaf_column[l]`. The logarithms and exponentials run over whole rows in wide loops
-/// ([`branch_logs`], [`leaf_probabilities`]); the search itself only adds.
+/// `leaf_column[l]`.
+///
+/// Where fastText searches depth first, this walks the nodes from the root down in one pass
+/// (every node was built after its children, so descending order meets a parent first): each
+/// node hands its score plus the branch term to its children, and a node below the floor hands
+/// down −∞, which prunes its subtree exactly as the search does. Same additions, same answer to
+/// the bit, no stack and no unpredictable branch; the logarithms and exponentials run over whole
+/// rows in wide loops ([`branch_logs`], [`leaf_probabilities`]).
 fn walk_tree(
     children: &[[u32; 2]],
     leaf_column: &[usize],
     node_logits: &[f32],
-    branches: &mut TreeScratch,
+    scratch: &mut TreeScratch,
     dst: &mut [f32],
 ) {
     let labels = dst.len();
@@ -299,40 +305,36 @@ fn walk_tree(
         return;
     }
     let nodes = children.len();
-    branches.left.resize(nodes, 0.0);
-    branches.right.resize(nodes, 0.0);
-    branch_logs(
-        &node_logits[..nodes],
-        &mut branches.left,
-        &mut branches.right,
-    );
-    dst.fill(f32::NEG_INFINITY);
-    let stack = &mut branches.stack;
-    stack.clear();
-    stack.push((labels + nodes - 1, 0.0f32));
-    while let Some((node, score)) = stack.pop() {
-        if score < floor {
-            continue;
-        }
-        if node < labels {
-            dst[leaf_column[node]] = score;
-            continue;
-        }
-        let i = node - labels;
-        let [left, right] = children[i];
-        // Right first on the stack so the left subtree is searched first, as fastText does.
-        stack.push((right as usize, score + branches.right[i]));
-        stack.push((left as usize, score + branches.left[i]));
+    let TreeScratch { left, right, path } = scratch;
+    left.resize(nodes, 0.0);
+    right.resize(nodes, 0.0);
+    branch_logs(&node_logits[..nodes], left, right);
+    path.resize(labels + nodes, 0.0);
+    path[labels + nodes - 1] = 0.0; // the root
+    for i in (0..nodes).rev() {
+        let score = path[labels + i];
+        let score = if score < floor {
+            f32::NEG_INFINITY
+        } else {
+            score
+        };
+        let [l, r] = children[i];
+        path[l as usize] = score + left[i];
+        path[r as usize] = score + right[i];
+    }
+    for (&column, &score) in leaf_column.iter().zip(&path[..labels]) {
+        dst[column] = score;
     }
     leaf_probabilities(dst, floor);
 }
 
-/// Buffers a tree search reuses from row to row.
+/// Buffers a tree walk reuses from row to row.
 #[derive(Default)]
 struct TreeScratch {
     left: Vec<f32>,
     right: Vec<f32>,
-    stack: Vec<(usize, f32)>,
+    /// Every node's path score: leaves first, then internal nodes.
+    path: Vec<f32>,
 }
 
 widen!(
@@ -467,6 +469,60 @@ mod tests {
         assert_eq!(sigmoid_table(0.0), 0.5);
         // 0.02 lies inside the step starting at 0: the table answers sigmoid(0), not sigmoid(0.02).
         assert_eq!(sigmoid_table(0.02), 0.5);
+    }
+
+    /// fastText's own depth-first search, kept here as the reference the one-pass walk must equal.
+    fn depth_first(children: &[[u32; 2]], node_logits: &[f32], labels: usize) -> Vec<f32> {
+        let floor = LOG_EPS.ln();
+        let mut out = vec![0.0f32; labels];
+        let (mut left, mut right) = (vec![0.0; children.len()], vec![0.0; children.len()]);
+        branch_logs(&node_logits[..children.len()], &mut left, &mut right);
+        let mut stack = vec![(labels + children.len() - 1, 0.0f32)];
+        while let Some((node, score)) = stack.pop() {
+            if score < floor {
+                continue;
+            }
+            if node < labels {
+                out[node] = exp(score);
+                continue;
+            }
+            let [l, r] = children[node - labels];
+            stack.push((r as usize, score + right[node - labels]));
+            stack.push((l as usize, score + left[node - labels]));
+        }
+        out
+    }
+
+    #[test]
+    fn the_one_pass_walk_equals_the_depth_first_search_to_the_bit() {
+        let labels = 300;
+        // Skewed counts make a deep, lopsided tree, as real label frequencies do.
+        let counts: Vec<i64> = (0..labels as i64)
+            .map(|i| 1 + (i * 7919) % 97 * (i % 5 + 1))
+            .collect();
+        let children = huffman_children(&counts);
+        let leaf_column: Vec<usize> = (0..labels).collect();
+        let mut scratch = TreeScratch::default();
+        let mut pruned = 0;
+        for seed in 0..20u32 {
+            // Logits from ±0.1 (nothing pruned) to ±12 (most of the tree pruned).
+            let scale = 0.1 + seed as f32 * 0.6;
+            let logits: Vec<f32> = (0..labels - 1)
+                .map(|i| {
+                    let h = (i as u32)
+                        .wrapping_mul(2_654_435_761)
+                        .wrapping_add(seed * 40_503);
+                    ((h >> 8) as f32 / (1u32 << 24) as f32 - 0.5) * 2.0 * scale
+                })
+                .collect();
+            let want = depth_first(&children, &logits, labels);
+            let mut got = vec![0.0f32; labels];
+            walk_tree(&children, &leaf_column, &logits, &mut scratch, &mut got);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "seed {seed}");
+            pruned += want.iter().filter(|&&p| p == 0.0).count();
+        }
+        assert!(pruned > 0, "some subtrees were pruned");
     }
 
     #[test]
