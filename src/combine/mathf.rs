@@ -18,9 +18,11 @@ pub(crate) fn clean(x: f32) -> f32 {
     }
 }
 
-const LANES: usize = 8;
+/// Lanes of the reductions: four AVX-512 registers, eight AVX2 ones.
+const LANES: usize = 32;
 
-/// Largest cleaned value of `xs` (0 for an empty slice). Eight independent lanes so it vectorises;
+/// Largest cleaned value of `xs` (0 for an empty slice). In [`LANES`] independent lanes so it
+/// vectorises without one long chain of dependent operations;
 /// clean() is monotone, so cleaning the maximum equals the maximum of the cleaned values (NaN never
 /// wins a `>` comparison).
 #[inline(always)]
@@ -40,7 +42,8 @@ pub(crate) fn max_clean(xs: &[f32]) -> f32 {
     clean(m)
 }
 
-/// Sum of `xs`, in eight lanes (a fixed order, so the result is reproducible).
+/// Sum of `xs`, in [`LANES`] lanes (a fixed order, so the result is reproducible; several
+/// registers of lanes, so the adds do not wait on each other).
 #[inline(always)]
 pub(crate) fn sum(xs: &[f32]) -> f32 {
     let mut lanes = [0.0f32; LANES];
