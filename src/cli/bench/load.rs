@@ -43,6 +43,8 @@ pub struct Level {
     pub p90: Duration,
     pub p99: Duration,
     pub errors: usize,
+    /// Mean rows per model run meanwhile, when the server's metrics say.
+    pub rows_per_run: Option<f64>,
 }
 
 /// Runs `concurrency` clients for `duration` (after a short warm-up) and measures them.
@@ -121,6 +123,7 @@ pub async fn run(
         p90: pick(0.90),
         p99: pick(0.99),
         errors,
+        rows_per_run: None,
     }
 }
 

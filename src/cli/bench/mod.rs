@@ -97,7 +97,10 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
                 let bracketed = transport == Transport::Grpc && c == 1;
                 let before = bracketed.then(|| floor::latency(&bare, args.floor_rows, threads));
                 eprintln!("{} x{c}...", transport.as_str());
-                let level = load::run(&target, transport, Arc::clone(&objects), c, duration).await;
+                let before_runs = batch_totals();
+                let mut level =
+                    load::run(&target, transport, Arc::clone(&objects), c, duration).await;
+                level.rows_per_run = rows_per_run(before_runs, batch_totals());
                 if let Some(before) = before {
                     bracket = Some([before, floor::latency(&bare, args.floor_rows, threads)]);
                 }
@@ -206,6 +209,26 @@ fn read_items(ensemble: &Ensemble, path: &PathBuf) -> Result<Items, Failure> {
     Ok((objects, items))
 }
 
+/// Rows run and model runs so far, summed over every model, from the server's own metrics
+/// (`lastmile_scheduler_batch_rows`): how full the batches were.
+fn batch_totals() -> Option<(f64, f64)> {
+    let text = lastmile::telemetry::install()?.render();
+    let total = |suffix: &str| -> f64 {
+        let prefix = format!("{}_{suffix}{{", lastmile::telemetry::BATCH_ROWS);
+        text.lines()
+            .filter(|l| l.starts_with(&prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    Some((total("sum"), total("count")))
+}
+
+/// Mean rows per model run between two [`batch_totals`].
+fn rows_per_run(before: Option<(f64, f64)>, after: Option<(f64, f64)>) -> Option<f64> {
+    let ((rows0, runs0), (rows1, runs1)) = (before?, after?);
+    (runs1 > runs0).then(|| (rows1 - rows0) / (runs1 - runs0))
+}
+
 /// Resident memory of this process (Linux), if readable.
 fn resident_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -229,6 +252,11 @@ fn cpu_model() -> String {
                 .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
         })
         .unwrap_or_else(|| "unknown CPU".into())
+}
+
+fn rows(l: &Level) -> String {
+    l.rows_per_run
+        .map_or_else(|| "-".to_owned(), |r| format!("{r:.1}"))
 }
 
 fn ms(d: Duration) -> String {
@@ -312,12 +340,12 @@ fn report(e: &Ensemble, args: &BenchArgs, m: &Measured) -> String {
     let _ = writeln!(out, "### Server, batching on\n");
     let _ = writeln!(
         out,
-        "| transport | clients | items/s | of floor | p50 ms | p90 ms | p99 ms | errors |\n|---|---|---|---|---|---|---|---|"
+        "| transport | clients | items/s | of floor | p50 ms | p90 ms | p99 ms | rows per model run | errors |\n|---|---|---|---|---|---|---|---|---|"
     );
     for (t, l) in levels {
         let _ = writeln!(
             out,
-            "| {} | {} | {:.1} | {:.0} % | {} | {} | {} | {} |",
+            "| {} | {} | {:.1} | {:.0} % | {} | {} | {} | {} | {} |",
             t.as_str(),
             l.concurrency,
             l.items_per_second,
@@ -325,6 +353,7 @@ fn report(e: &Ensemble, args: &BenchArgs, m: &Measured) -> String {
             ms(l.p50),
             ms(l.p90),
             ms(l.p99),
+            rows(l),
             l.errors
         );
     }
