@@ -93,7 +93,7 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
         for &transport in &transports {
             for &c in &args.concurrency {
                 // This machine drifts within a minute, so one client's references are measured
-                // again right around the gRPC level (on this thread: the server's run elsewhere).
+                // again right around the gRPC level (on this thread; the server runs on the workers).
                 let bracketed = transport == Transport::Grpc && c == 1;
                 let before = bracketed.then(|| floor::latency(&bare, args.floor_rows, threads));
                 eprintln!("{} x{c}...", transport.as_str());
