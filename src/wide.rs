@@ -1,13 +1,14 @@
 //! Hot float loops built twice: for the baseline x86-64 CPU and for AVX2 / AVX-512, chosen at run
 //! time, so one portable binary runs eight or sixteen floats per instruction where the CPU can; and
-//! the branch-free `ln`/`exp` such loops call (scalar libm calls do not vectorise: in fastText's
+//! what such loops call: a sum in fixed lanes (reproducible, and no chain of dependent adds), and
+//! the branch-free `ln`/`exp` (scalar libm calls do not vectorise: in fastText's
 //! hierarchical softmax and in the vote's temperature they cost more than the arithmetic around
 //! them). Both are within a few ulp of `f32::ln`/`f32::exp` over the ranges used (tested below);
 //! `exp` is Cephes' `expf`, the polynomial most SIMD math libraries use.
 
 /// `widen!(pub(crate) fn name(args) -> T = body)` defines `name`, which calls `body` (an
-/// `#[inline(always)]` function) compiled for AVX2 (eight floats per instruction instead of four)
-/// where the CPU has it. The loops here are written lane by lane, so both builds do the same float
+/// `#[inline(always)]` function) compiled for AVX-512 or AVX2 (sixteen or eight floats per
+/// instruction instead of four) where the CPU has it. The loops here are written lane by lane, so both builds do the same float
 /// operations in the same order: the answer does not depend on the CPU.
 macro_rules! widen {
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? = $body:path) => {
@@ -37,6 +38,24 @@ macro_rules! widen {
     };
 }
 pub(crate) use widen;
+
+/// Lanes of the fixed-order reductions: four AVX-512 registers, eight AVX2 ones.
+pub(crate) const LANES: usize = 32;
+
+/// Sum of `xs`, in [`LANES`] lanes (a fixed order, so the result is reproducible; several
+/// registers of lanes, so the adds do not wait on each other).
+#[inline(always)]
+pub(crate) fn sum(xs: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let rest: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for i in 0..LANES {
+            lanes[i] += c[i];
+        }
+    }
+    lanes.iter().sum::<f32>() + rest
+}
 
 /// Natural logarithm of a positive normal number (callers clamp to a floor >= `f32::MIN_POSITIVE`).
 /// x = m·2^e with m in [√½, √2); ln m = 2·atanh(f), f = (m − 1)/(m + 1), |f| < 0.172, whose series

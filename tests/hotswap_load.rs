@@ -7,6 +7,7 @@
 mod hotswap_support;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -292,8 +293,9 @@ fn request(titles: &[&str]) -> pb::PredictRequest {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_in_flight_keeps_its_ensemble_which_is_freed_after_it() {
+/// Version 1 (model a, softmax) and version 2 (model b, hierarchical softmax) of "swap", in a
+/// temporary directory that lives as long as the returned handle.
+fn one_model_versions() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let v1 = write(
         dir.path(),
@@ -305,6 +307,12 @@ async fn a_request_in_flight_keeps_its_ensemble_which_is_freed_after_it() {
         "v2.toml",
         &manifest_text("swap", "2", &[("b", "hs.bin")], ""),
     );
+    (dir, v1, v2)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_in_flight_keeps_its_ensemble_which_is_freed_after_it() {
+    let (_dir, v1, v2) = one_model_versions();
     let hold = Hold::new();
     let server = Arc::new(
         Server::start(
@@ -365,17 +373,7 @@ async fn a_request_in_flight_keeps_its_ensemble_which_is_freed_after_it() {
 /// admin servers drain with the serving ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deploy_in_flight_at_shutdown_is_answered_and_changes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let v1 = write(
-        dir.path(),
-        "v1.toml",
-        &manifest_text("swap", "1", &[("a", "softmax.bin")], ""),
-    );
-    let v2 = write(
-        dir.path(),
-        "v2.toml",
-        &manifest_text("swap", "2", &[("b", "hs.bin")], ""),
-    );
+    let (_dir, v1, v2) = one_model_versions();
     let hold = Hold::new();
     let mut server = Server::start(
         &v1,

@@ -5,7 +5,7 @@
 
 mod serve_support;
 
-use lastmile::ensemble::ItemOptions;
+use lastmile::ensemble::{ItemAnswer, ItemOptions};
 use lastmile::proto::inference as pb;
 use lastmile::proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use lastmile::server::Limits;
@@ -29,11 +29,7 @@ async fn expected_with(
     server: &TestServer,
     options: ItemOptions,
 ) -> (Vec<Vec<String>>, Vec<Vec<f32>>) {
-    let objects: Vec<Value> = PRODUCTS
-        .iter()
-        .map(|(t, d)| json_item(&[("title", t), ("description", d)]))
-        .collect();
-    let answers = server.expected(server.items(&objects, options)).await;
+    let answers = expected_answers(server, options).await;
     let labels = answers
         .iter()
         .map(|a| a.predictions.iter().map(|p| p.label.clone()).collect())
@@ -43,6 +39,15 @@ async fn expected_with(
         .map(|a| a.predictions.iter().map(|p| p.score).collect())
         .collect();
     (labels, scores)
+}
+
+/// The products' whole answers, as `Ensemble::predict` gives them with `options`.
+async fn expected_answers(server: &TestServer, options: ItemOptions) -> Vec<ItemAnswer> {
+    let objects: Vec<Value> = PRODUCTS
+        .iter()
+        .map(|(t, d)| json_item(&[("title", t), ("description", d)]))
+        .collect();
+    server.expected(server.items(&objects, options)).await
 }
 
 fn titles() -> Vec<&'static str> {
@@ -514,12 +519,7 @@ async fn explanations_on_both_transports_are_the_explained_answers() {
         explain: true,
         ..ItemOptions::default()
     };
-    let objects: Vec<Value> = PRODUCTS
-        .iter()
-        .map(|(t, d)| json_item(&[("title", t), ("description", d)]))
-        .collect();
-    let want: Vec<Value> = server
-        .expected(server.items(&objects, options))
+    let want: Vec<Value> = expected_answers(&server, options)
         .await
         .iter()
         // Through text, as the server sends it (f32 scores read back as the same f64).

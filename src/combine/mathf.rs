@@ -1,10 +1,11 @@
-//! The few numeric kernels the voting loops share: cleaning a model's raw scores, reductions in
-//! fixed lanes, and (from [`crate::wide`]) the branch-free `ln`/`exp` that the geometric vote and
-//! temperature take of every score of every model, 350,000 per item. The loops that run them over
-//! every score are built twice ([`crate::wide::widen!`]): for the baseline x86-64 CPU and for
-//! AVX2 / AVX-512, chosen at run time, with the same answer to the bit.
+//! The few numeric kernels the voting loops share: cleaning a model's raw scores, its largest
+//! score, and (from [`crate::wide`]) the fixed-lane sum and the branch-free `ln`/`exp` that the
+//! geometric vote and temperature take of every score of every model, 350,000 per item. The
+//! loops that run them over every score are built twice ([`crate::wide::widen!`]): for the
+//! baseline x86-64 CPU and for AVX2 / AVX-512, chosen at run time, with the same answer to the bit.
 
-pub(crate) use crate::wide::{exp, ln};
+use crate::wide::LANES;
+pub(crate) use crate::wide::{exp, ln, sum};
 
 /// A model's score as the vote reads it: a probability. NaN and negative scores count as 0 and
 /// anything above 1 (including +inf) as 1, so one broken model can never poison the others.
@@ -17,9 +18,6 @@ pub(crate) fn clean(x: f32) -> f32 {
         1.0
     }
 }
-
-/// Lanes of the reductions: four AVX-512 registers, eight AVX2 ones.
-const LANES: usize = 32;
 
 /// Largest cleaned value of `xs` (0 for an empty slice). In [`LANES`] independent lanes so it
 /// vectorises without one long chain of dependent operations;
@@ -40,21 +38,6 @@ pub(crate) fn max_clean(xs: &[f32]) -> f32 {
         m = if v > m { v } else { m };
     }
     clean(m)
-}
-
-/// Sum of `xs`, in [`LANES`] lanes (a fixed order, so the result is reproducible; several
-/// registers of lanes, so the adds do not wait on each other).
-#[inline(always)]
-pub(crate) fn sum(xs: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; LANES];
-    let chunks = xs.chunks_exact(LANES);
-    let rest: f32 = chunks.remainder().iter().sum();
-    for c in chunks {
-        for i in 0..LANES {
-            lanes[i] += c[i];
-        }
-    }
-    lanes.iter().sum::<f32>() + rest
 }
 
 #[cfg(test)]

@@ -259,20 +259,17 @@ impl Combiner {
         scores: &mut [f32],
         scratch: &mut Scratch,
     ) -> Readied {
-        let Some(plan) = self
-            .plan_of
-            .get(model)
-            .and_then(|p| p.map(|p| &self.models[p]))
-        else {
+        let Some(p) = self.plan_of.get(model).copied().flatten() else {
             return Readied::default(); // weight 0: it does not vote
         };
+        let plan = &self.models[p];
         let len = plan.prepare_in_place(scores, &mut scratch.prepared);
         let (ids, scores) = plan.readied(&scores[..len]);
-        let mut top = Vec::new();
         scratch.model_tops.reset(1);
         scratch.model_tops.fill(0, scores, ids, self.depth(item));
-        top.extend_from_slice(scratch.model_tops.get(0));
-        Readied { top }
+        Readied {
+            top: scratch.model_tops.get(0).to_vec(),
+        }
     }
 
     /// [`Combiner::combine`] of scores that went through [`Combiner::ready`]: `scores[m]` is

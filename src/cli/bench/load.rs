@@ -128,7 +128,7 @@ pub async fn run(
 }
 
 /// A gRPC connection to the server.
-pub async fn connect(target: &Target) -> Channel {
+async fn connect(target: &Target) -> Channel {
     Channel::from_shared(target.grpc.clone())
         .expect("a valid gRPC address")
         .connect()
@@ -137,7 +137,7 @@ pub async fn connect(target: &Target) -> Channel {
 }
 
 /// Sends `item` for prediction; true when the server answered it.
-pub async fn grpc_predict(client: &mut LastmileClient<Channel>, item: &Map<String, Value>) -> bool {
+async fn grpc_predict(client: &mut LastmileClient<Channel>, item: &Map<String, Value>) -> bool {
     let fields = item
         .iter()
         .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))

@@ -23,7 +23,7 @@ mod output;
 use output::OutputMatrix;
 
 use super::{InputKind, Inputs, LoadError, RunError, Runtime, Scores};
-use crate::wide::{exp, ln, widen};
+use crate::wide::{exp, ln, sum, widen};
 
 /// Official fastText's end-of-sentence token, which its reader appends to every line read.
 const EOS: &str = "</s>";
@@ -376,16 +376,7 @@ fn softmax_body(logits: &[f32], dst: &mut [f32]) {
     for (d, &x) in dst.iter_mut().zip(logits) {
         *d = exp(x - max);
     }
-    // In eight fixed lanes: vectorises, and the same order in every build.
-    let mut lanes = [0.0f32; 8];
-    let chunks = dst.chunks_exact(8);
-    let rest: f32 = chunks.remainder().iter().sum();
-    for c in chunks {
-        for (l, v) in lanes.iter_mut().zip(c) {
-            *l += v;
-        }
-    }
-    let inv = 1.0 / (lanes.iter().sum::<f32>() + rest);
+    let inv = 1.0 / sum(dst);
     dst.iter_mut().for_each(|d| *d *= inv);
 }
 
