@@ -28,8 +28,8 @@ pub(crate) struct Job {
     pub items: Vec<ValidItem>,
     /// Per [`Ensemble::views`]: each item's text for the models reading that view.
     texts: Vec<Vec<String>>,
-    /// Per model: its rows, filled as batches come back.
-    rows: Vec<Mutex<ModelRows>>,
+    /// `[model][item]`, flattened: each model's row for each item, filled as batches come back.
+    rows: Mutex<Vec<Option<Row>>>,
     /// Per model: its share of the run time of the batches it took part in.
     nanos: Vec<AtomicU64>,
     /// Rows not yet back, over all models.
@@ -42,13 +42,20 @@ pub(crate) struct Job {
     cancelled: AtomicBool,
 }
 
-/// One model's scores for a job's items, as its batches deliver them.
-#[derive(Default)]
-struct ModelRows {
-    /// `[items, model labels]`; allocated by the first delivery, on a compute thread.
-    scores: Scores,
-    /// Per item, when the job wants answers: what [`Ensemble::ready`] found.
-    readied: Vec<Readied>,
+/// One model's scores for one item: a row of the output of the batch it ran in. The output is
+/// shared by every request of that batch rather than copied out, row by row, into each.
+struct Row {
+    batch: Arc<Scores>,
+    row: usize,
+    /// When the job wants answers: what [`Ensemble::ready`] found (the row itself was readied
+    /// in place before the output was shared).
+    readied: Readied,
+}
+
+impl Row {
+    fn scores(&self) -> &[f32] {
+        self.batch.row(self.row)
+    }
 }
 
 /// A job's rows for one of its models, as the queues hold them.
@@ -75,7 +82,7 @@ impl Job {
         let models = ensemble.models.len();
         Arc::new(Job {
             texts,
-            rows: (0..models).map(|_| Mutex::default()).collect(),
+            rows: Mutex::new((0..n * models).map(|_| None).collect()),
             nanos: (0..models).map(|_| AtomicU64::new(0)).collect(),
             remaining: AtomicUsize::new(n * models),
             wants_answers: matches!(reply, Reply::Answers(_)),
@@ -99,33 +106,41 @@ impl Job {
         }
     }
 
-    /// Stores model `model`'s scores for rows `rows` (`scores` holds exactly those rows) and its
-    /// share of the batch's run time; the thread that brings the last rows replies. When the job
-    /// wants answers, each row is readied for the vote here, while other models still run.
-    pub fn deliver(&self, model: usize, rows: Range<usize>, scores: &[f32], nanos: u64) {
+    /// Readies rows `rows` of model `model` for the vote, in place in `scores` (which holds
+    /// exactly those rows), when the job wants answers; runs on the compute thread before the
+    /// batch's output is shared, while other models still run.
+    pub fn ready(&self, model: usize, rows: Range<usize>, scores: &mut [f32]) -> Vec<Readied> {
+        if !self.wants_answers {
+            return Vec::new();
+        }
+        let cols = self.ensemble.models[model].label_ids.len();
+        rows.zip(scores.chunks_exact_mut(cols))
+            .map(|(row, scores)| self.ensemble.ready(model, &self.items[row], scores))
+            .collect()
+    }
+
+    /// Hands model `model`'s scores for rows `rows` (rows `first..` of `batch`, readied as
+    /// [`Job::ready`] returned) and its share of the batch's run time; the thread that brings
+    /// the last rows replies.
+    pub fn deliver(
+        &self,
+        model: usize,
+        rows: Range<usize>,
+        batch: &Arc<Scores>,
+        first: usize,
+        readied: Vec<Readied>,
+        nanos: u64,
+    ) {
         {
-            let mut own = self.rows[model].lock().expect("rows lock");
-            let own = &mut *own;
+            let mut own = self.rows.lock().expect("rows lock");
             let n = self.items.len();
-            let cols = self.ensemble.models[model].label_ids.len();
-            if rows == (0..n) {
-                // Every row at once (always so for one-item requests): take them as they are.
-                own.scores.rows = n;
-                own.scores.cols = cols;
-                own.scores.data.clear();
-                own.scores.data.extend_from_slice(scores);
-            } else {
-                if own.scores.data.len() != n * cols {
-                    own.scores.reset(n, cols);
-                }
-                own.scores.data[rows.start * cols..rows.end * cols].copy_from_slice(scores);
-            }
-            if self.wants_answers {
-                own.readied.resize_with(n, Readied::default);
-                for row in rows.clone() {
-                    let scores = own.scores.row_mut(row);
-                    own.readied[row] = self.ensemble.ready(model, &self.items[row], scores);
-                }
+            let mut readied = readied.into_iter();
+            for (i, row) in rows.clone().enumerate() {
+                own[model * n + row] = Some(Row {
+                    batch: Arc::clone(batch),
+                    row: first + i,
+                    readied: readied.next().unwrap_or_default(),
+                });
             }
         }
         self.nanos[model].fetch_add(nanos, Ordering::Relaxed);
@@ -161,20 +176,23 @@ impl Job {
         let Some(reply) = self.reply.lock().expect("reply lock").take() else {
             return; // already failed
         };
-        let rows: Vec<ModelRows> = self
-            .rows
-            .iter()
-            .map(|r| std::mem::take(&mut *r.lock().expect("rows lock")))
-            .collect();
+        let rows = std::mem::take(&mut *self.rows.lock().expect("rows lock"));
+        let n = self.items.len();
+        // Every row is in once `remaining` is 0; a missing one would count as zeros.
+        let scores = |m: usize, i: usize| rows[m * n + i].as_ref().map_or(&[][..], Row::scores);
+        let models = self.ensemble.models.len();
         match reply {
             Reply::Answers(tx) => {
+                let unready = Readied::default();
                 let answers = self
                     .items
                     .iter()
                     .enumerate()
                     .map(|(i, item)| {
-                        let scores: Vec<&[f32]> = rows.iter().map(|r| r.scores.row(i)).collect();
-                        let readied: Vec<&Readied> = rows.iter().map(|r| &r.readied[i]).collect();
+                        let scores: Vec<&[f32]> = (0..models).map(|m| scores(m, i)).collect();
+                        let readied: Vec<&Readied> = (0..models)
+                            .map(|m| rows[m * n + i].as_ref().map_or(&unready, |r| &r.readied))
+                            .collect();
                         self.ensemble.combine_readied(item, &scores, &readied)
                     })
                     .collect();
@@ -182,7 +200,20 @@ impl Job {
             }
             Reply::Scores(tx) => {
                 let _ = tx.send(Ok(ModelScores {
-                    scores: rows.into_iter().map(|r| r.scores).collect(),
+                    scores: (0..models)
+                        .map(|m| {
+                            let cols = self.ensemble.models[m].label_ids.len();
+                            let mut own = Scores::default();
+                            own.reset(n, cols);
+                            for i in 0..n {
+                                let row = scores(m, i);
+                                if row.len() == cols {
+                                    own.row_mut(i).copy_from_slice(row);
+                                }
+                            }
+                            own
+                        })
+                        .collect(),
                     seconds: self
                         .nanos
                         .iter()

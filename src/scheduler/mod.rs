@@ -262,8 +262,7 @@ impl Drop for ComputePool {
 
 /// A compute thread: take the next batch, run it, hand the rows back; until shutdown.
 fn compute_task(shared: &Shared) {
-    // The models' output, reused from batch to batch.
-    let mut out = Scores::default();
+    let mut outputs = Outputs::default();
     // The last batch run: (low priority, lane, seconds), recorded when the lock is next taken.
     let mut ran: Option<(bool, usize, f64)> = None;
     loop {
@@ -294,13 +293,41 @@ fn compute_task(shared: &Shared) {
             }
         };
         let lane = batch.lane;
-        ran = Some((low, lane, run_batch(batch, &mut out)));
+        ran = Some((low, lane, run_batch(batch, &mut outputs)));
     }
 }
 
-/// Runs one batch: gathers its rows from every request in it, runs the model once, and gives
-/// each request its rows back. Returns the seconds the model ran.
-fn run_batch(batch: Batch<Part>, out: &mut Scores) -> f64 {
+/// A compute thread's batch outputs. A batch's output is shared by the requests in it (each
+/// holds it until it is answered) instead of copied out row by row, so the next batch writes
+/// into an output no request holds any more, reusing its allocation.
+#[derive(Default)]
+struct Outputs {
+    kept: Vec<Arc<Scores>>,
+}
+
+impl Outputs {
+    /// Enough for every batch of a full round of the demo's 50 models to be in flight at once;
+    /// past that, outputs are freed by the last request holding them.
+    const KEPT: usize = 64;
+
+    /// An output nobody holds.
+    fn free(&mut self) -> Arc<Scores> {
+        match self.kept.iter().position(|o| Arc::strong_count(o) == 1) {
+            Some(i) => self.kept.swap_remove(i),
+            None => Arc::default(),
+        }
+    }
+
+    fn keep(&mut self, output: &Arc<Scores>) {
+        if self.kept.len() < Self::KEPT {
+            self.kept.push(Arc::clone(output));
+        }
+    }
+}
+
+/// Runs one batch: gathers its rows from every request in it, runs the model once, readies each
+/// request's rows in place and shares the output with them. Returns the seconds the model ran.
+fn run_batch(batch: Batch<Part>, outputs: &mut Outputs) -> f64 {
     let Some(first) = batch.entries.first() else {
         return 0.0;
     };
@@ -313,6 +340,9 @@ fn run_batch(batch: Batch<Part>, out: &mut Scores) -> f64 {
     let runtime = Arc::clone(&model.runtime);
     let name = model.spec.name.clone();
     let rows = batch.rows();
+    let mut output = outputs.free();
+    // Nobody else holds it: this never copies.
+    let out = Arc::make_mut(&mut output);
     let result = catch_unwind(AssertUnwindSafe(|| match runtime.input_kind() {
         InputKind::Text => {
             let texts: Vec<&str> = batch
@@ -349,30 +379,54 @@ fn run_batch(batch: Batch<Part>, out: &mut Scores) -> f64 {
         Ok(Err(e)) => Some(e.to_string()),
         Err(_) => Some("the model panicked while scoring".to_owned()),
     };
+    let fail = |job: &Job, reason: String| {
+        job.fail(PredictError {
+            model: name.clone(),
+            reason,
+        })
+    };
+    if let Some(reason) = error {
+        for e in batch.entries {
+            fail(&e.request.job, reason.clone());
+        }
+        return elapsed.as_secs_f64();
+    }
+    // Readying runs here, while the output is still this thread's alone. It and combining
+    // (by the request's last delivery) are caught: a bug there fails that request, and never
+    // takes a compute thread down with it.
+    let mut offset = 0;
+    let mut readied = Vec::with_capacity(batch.entries.len());
+    for e in &batch.entries {
+        let (job, n) = (&e.request.job, e.rows.len());
+        let scores = &mut out.data[offset * cols..(offset + n) * cols];
+        let ready = catch_unwind(AssertUnwindSafe(|| {
+            job.ready(e.request.model, e.rows.clone(), scores)
+        }));
+        if ready.is_err() {
+            fail(
+                job,
+                "readying its scores panicked: this is a bug".to_owned(),
+            );
+        }
+        readied.push(ready.ok());
+        offset += n;
+    }
+    outputs.keep(&output);
     let nanos_per_row = elapsed.as_nanos() as u64 / rows.max(1) as u64;
     let mut offset = 0;
-    for e in batch.entries {
-        let n = e.rows.len();
-        let job = &e.request.job;
-        let fail = |reason: String| {
-            job.fail(PredictError {
-                model: name.clone(),
-                reason,
-            })
-        };
-        match &error {
-            None => {
-                let rows = &out.data[offset * out.cols..(offset + n) * out.cols];
-                // Readying and combining run here too: a bug there fails this request, and
-                // never takes a compute thread down with it.
-                let delivered = catch_unwind(AssertUnwindSafe(|| {
-                    job.deliver(e.request.model, e.rows, rows, nanos_per_row * n as u64)
-                }));
-                if delivered.is_err() {
-                    fail("combining its scores panicked: this is a bug".to_owned());
-                }
+    for (e, ready) in batch.entries.into_iter().zip(readied) {
+        let (job, n) = (&e.request.job, e.rows.len());
+        if let Some(ready) = ready {
+            let delivered = catch_unwind(AssertUnwindSafe(|| {
+                let nanos = nanos_per_row * n as u64;
+                job.deliver(e.request.model, e.rows, &output, offset, ready, nanos)
+            }));
+            if delivered.is_err() {
+                fail(
+                    job,
+                    "combining its scores panicked: this is a bug".to_owned(),
+                );
             }
-            Some(reason) => fail(reason.clone()),
         }
         offset += n;
     }
