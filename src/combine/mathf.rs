@@ -1,11 +1,11 @@
 //! The few numeric kernels the voting loops share: cleaning a model's raw scores, its largest
-//! score, and (from [`crate::wide`]) the fixed-lane sum and the branch-free `ln`/`exp` that the
+//! score, and (from [`crate::wide`]) the branch-free `ln`/`exp` that the
 //! geometric vote and temperature take of every score of every model, 350,000 per item. The
 //! loops that run them over every score are built twice ([`crate::wide::widen!`]): for the
 //! baseline x86-64 CPU and for AVX2 / AVX-512, chosen at run time, with the same answer to the bit.
 
 use crate::wide::LANES;
-pub(crate) use crate::wide::{exp, ln, sum};
+pub(crate) use crate::wide::{exp, ln};
 
 /// A model's score as the vote reads it: a probability. NaN and negative scores count as 0 and
 /// anything above 1 (including +inf) as 1, so one broken model can never poison the others.
@@ -43,6 +43,7 @@ pub(crate) fn max_clean(xs: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wide::sum;
 
     #[test]
     fn clean_maps_garbage_to_probabilities() {

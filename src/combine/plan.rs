@@ -6,7 +6,7 @@ use super::config::{
     check, list, non_negative, ConfigError, RuleConfig, VoteConfig, DEFAULT_AGREEMENT_K,
     DEFAULT_SEPARATOR,
 };
-use super::mathf::{clean, exp, ln, max_clean, sum};
+use super::mathf::{clean, exp, ln, max_clean};
 use super::rules::Rule;
 use super::select::Ids;
 use super::strategy::{Pool, Strategy, Voter};
@@ -14,6 +14,7 @@ use super::taxonomy::Taxonomy;
 use super::{Combiner, ModelView};
 use crate::labels::LabelSpace;
 use crate::wide::widen;
+use crate::wide::LANES;
 
 /// One voting model, resolved.
 #[derive(Debug)]
@@ -102,9 +103,7 @@ impl ModelPlan {
         let Some(p) = &self.prep else { return width };
         if p.slots.is_none() {
             // One score per label already: clean and temper where they are.
-            let scores = &mut scores[..width];
-            clean_all(scores);
-            p.temper(scores);
+            p.clean_and_temper(&mut scores[..width]);
             return width;
         }
         tmp.resize(self.ids.len(), 0.0);
@@ -156,15 +155,20 @@ impl Prep {
                 let n = raw.len().min(out.len());
                 out[..n].copy_from_slice(&raw[..n]);
                 out[n..].fill(0.0);
-                clean_all(out);
+                return self.clean_and_temper(out);
             }
         }
-        self.temper(out);
+        if self.inv_temperature != 1.0 {
+            temper(out, self.inv_temperature, false);
+        }
     }
 
-    fn temper(&self, scores: &mut [f32]) {
+    /// Cleans `scores` and tempers them, in one pass where there is a temperature.
+    fn clean_and_temper(&self, scores: &mut [f32]) {
         if self.inv_temperature != 1.0 {
-            temper(scores, self.inv_temperature);
+            temper(scores, self.inv_temperature, true);
+        } else {
+            clean_all(scores);
         }
     }
 }
@@ -376,15 +380,33 @@ fn clean_all_body(scores: &mut [f32]) {
 }
 
 widen!(
-    /// Temperature T on one model's cleaned scores: p^(1/T), rescaled to the scores' total.
-    /// Computed as exp((ln p − ln p_max) / T) so nothing overflows; zeros stay zeros.
-    fn temper(scores: &mut [f32], inv_t: f32) = temper_body
+    /// Temperature T on one model's scores: p^(1/T), rescaled to the scores' total. Computed as
+    /// exp((ln p − ln p_max) / T) so nothing overflows; zeros stay zeros. With `clean_first`, each
+    /// score is cleaned ([`clean`]) in the same pass that sums them and finds the largest.
+    fn temper(scores: &mut [f32], inv_t: f32, clean_first: bool) = temper_body
 );
 
+/// [`temper`], in three passes over the scores (each a few hundred cycles of a model's row that
+/// the vote pays for every model of every item): clean, sum and find the largest; temper and sum
+/// again; rescale. The sums are [`crate::wide::sum`]'s, lane for lane.
 #[inline(always)]
-fn temper_body(scores: &mut [f32], inv_t: f32) {
-    let total = sum(scores);
-    let top = max_clean(scores);
+fn temper_body(scores: &mut [f32], inv_t: f32, clean_first: bool) {
+    let (mut totals, mut tops) = ([0.0f32; LANES], [0.0f32; LANES]);
+    let mut chunks = scores.chunks_exact_mut(LANES);
+    for c in &mut chunks {
+        for i in 0..LANES {
+            let v = if clean_first { clean(c[i]) } else { c[i] };
+            c[i] = v;
+            totals[i] += v;
+            tops[i] = if v > tops[i] { v } else { tops[i] };
+        }
+    }
+    let rest = chunks.into_remainder();
+    if clean_first {
+        rest.iter_mut().for_each(|v| *v = clean(*v));
+    }
+    let total = totals.iter().sum::<f32>() + rest.iter().sum::<f32>();
+    let top = max_clean(&tops).max(max_clean(rest));
     if top <= 0.0 {
         return;
     }
@@ -397,8 +419,17 @@ fn temper_body(scores: &mut [f32], inv_t: f32) {
             0.0
         }
     };
-    scores.iter_mut().for_each(|v| *v = tempered(*v));
-    let z = sum(scores);
+    let mut zs = [0.0f32; LANES];
+    let mut chunks = scores.chunks_exact_mut(LANES);
+    for c in &mut chunks {
+        for i in 0..LANES {
+            c[i] = tempered(c[i]);
+            zs[i] += c[i];
+        }
+    }
+    let rest = chunks.into_remainder();
+    rest.iter_mut().for_each(|v| *v = tempered(*v));
+    let z = zs.iter().sum::<f32>() + rest.iter().sum::<f32>();
     if z > 0.0 {
         let k = total / z;
         scores.iter_mut().for_each(|v| *v = clean(*v * k));
@@ -423,10 +454,14 @@ mod tests {
         let (mut wide, mut base) = (scores.clone(), scores.clone());
         clean_all(&mut wide);
         clean_all_body(&mut base);
-        temper(&mut wide, 1.0 / 1.7);
-        temper_body(&mut base, 1.0 / 1.7);
+        temper(&mut wide, 1.0 / 1.7, false);
+        temper_body(&mut base, 1.0 / 1.7, false);
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&wide), bits(&base));
         assert!(wide.iter().all(|v| v.is_finite() && *v >= 0.0));
+        // Cleaning in temper's first pass is cleaning first, to the bit.
+        let mut fused = scores.clone();
+        temper(&mut fused, 1.0 / 1.7, true);
+        assert_eq!(bits(&fused), bits(&wide));
     }
 }

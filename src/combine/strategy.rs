@@ -199,11 +199,7 @@ impl Pool {
             Strategy::Max => {}
             // floor · exp(Σ w/W · (ln max(s, floor) − ln floor)), over the covered labels.
             Strategy::Geometric { floor } => {
-                let ln_floor = ln(floor);
-                for (o, &c) in out.iter_mut().zip(&self.inv_cover) {
-                    let g = exp(ln_floor + *o * inv_total);
-                    *o = if c > 0.0 { g } else { 0.0 };
-                }
+                geometric_finish(out, &self.inv_cover, inv_total, floor)
             }
         }
         if let Some(tb) = tiebreak.filter(|_| self.strategy.has_tiebreak()) {
@@ -317,6 +313,22 @@ widen!(
     fn geometric(out: &mut [f32], input: &Input<'_>, w: f32, floor: f32, tmp: &mut Vec<f32>) =
         geometric_body
 );
+
+widen!(
+    /// Geometric's last step: `out[label] = floor · exp(out[label] / W)` where a member covers
+    /// the label, 0 elsewhere.
+    fn geometric_finish(out: &mut [f32], inv_cover: &[f32], inv_total: f32, floor: f32) =
+        geometric_finish_body
+);
+
+#[inline(always)]
+fn geometric_finish_body(out: &mut [f32], inv_cover: &[f32], inv_total: f32, floor: f32) {
+    let ln_floor = ln(floor);
+    for (o, &c) in out.iter_mut().zip(inv_cover) {
+        let g = exp(ln_floor + *o * inv_total);
+        *o = if c > 0.0 { g } else { 0.0 };
+    }
+}
 
 #[inline(always)]
 fn geometric_body(out: &mut [f32], input: &Input<'_>, w: f32, floor: f32, tmp: &mut Vec<f32>) {
