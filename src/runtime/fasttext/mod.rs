@@ -210,30 +210,44 @@ impl FastTextModel {
                 h.iter_mut().for_each(|v| *v *= scale);
             }
         }
-        let mut logits = Vec::new();
-        output.products(&hidden, texts.len(), &mut logits);
         let n = self.labels.len();
-        let mut tree = TreeScratch::default();
-        for (row, logits) in logits.chunks_exact(n.max(1)).enumerate() {
-            let dst = out.row_mut(row);
-            if empty[row] {
-                continue; // official fastText predicts nothing for an empty line
-            }
-            match loss {
-                // exp(log(p + 1e-5)) is p + 1e-5 to within a rounding.
-                DenseLoss::Softmax => {
-                    softmax_into(logits, dst);
-                    dst.iter_mut().for_each(|p| *p += LOG_EPS);
-                }
-                DenseLoss::OneVsAll => {
-                    for (d, &x) in dst.iter_mut().zip(logits) {
-                        *d = sigmoid_table(x) + LOG_EPS;
+        out.rows = texts.len();
+        out.cols = n;
+        match loss {
+            // One logit per label: the products go straight into `out`, turned into
+            // probabilities where they are.
+            DenseLoss::Softmax | DenseLoss::OneVsAll => {
+                output.products(&hidden, texts.len(), &mut out.data);
+                for (row, dst) in out.data.chunks_exact_mut(n.max(1)).enumerate() {
+                    if empty[row] {
+                        dst.fill(0.0); // official fastText predicts nothing for an empty line
+                    } else if matches!(loss, DenseLoss::Softmax) {
+                        softmax_in_place(dst);
+                    } else {
+                        // exp(log(p + 1e-5)) is p + 1e-5 to within a rounding.
+                        dst.iter_mut()
+                            .for_each(|d| *d = sigmoid_table(*d) + LOG_EPS);
                     }
                 }
-                DenseLoss::Tree {
-                    children,
-                    leaf_column,
-                } => walk_tree(children, leaf_column, logits, &mut tree, dst),
+            }
+            DenseLoss::Tree {
+                children,
+                leaf_column,
+            } => {
+                let mut logits = Vec::new();
+                output.products(&hidden, texts.len(), &mut logits);
+                out.data.resize(texts.len() * n, 0.0);
+                let mut tree = TreeScratch::default();
+                let rows = logits
+                    .chunks_exact(n.max(1))
+                    .zip(out.data.chunks_exact_mut(n.max(1)));
+                for (row, (logits, dst)) in rows.enumerate() {
+                    if empty[row] {
+                        dst.fill(0.0);
+                    } else {
+                        walk_tree(children, leaf_column, logits, &mut tree, dst);
+                    }
+                }
             }
         }
     }
@@ -366,18 +380,17 @@ fn leaf_probabilities_body(scores: &mut [f32], floor: f32) {
 }
 
 widen!(
-    /// Softmax as fastText computes it: subtract the max, exponentiate, divide by the sum.
-    fn softmax_into(logits: &[f32], dst: &mut [f32]) = softmax_body
+    /// Softmax as fastText computes it, in place: subtract the max, exponentiate, divide by the
+    /// sum; then fastText's 1e-5 added (exp(log(p + 1e-5)) is p + 1e-5 to within a rounding).
+    fn softmax_in_place(logits: &mut [f32]) = softmax_body
 );
 
 #[inline(always)]
-fn softmax_body(logits: &[f32], dst: &mut [f32]) {
+fn softmax_body(logits: &mut [f32]) {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    for (d, &x) in dst.iter_mut().zip(logits) {
-        *d = exp(x - max);
-    }
-    let inv = 1.0 / sum(dst);
-    dst.iter_mut().for_each(|d| *d *= inv);
+    logits.iter_mut().for_each(|x| *x = exp(*x - max));
+    let inv = 1.0 / sum(logits);
+    logits.iter_mut().for_each(|p| *p = *p * inv + LOG_EPS);
 }
 
 /// fastText's table sigmoid (512 steps over [-8, 8]), which one-vs-all models report with; an
@@ -440,10 +453,12 @@ impl Runtime for FastTextModel {
                 "a fastText model reads text, not a feature vector".into(),
             ));
         };
-        out.reset(texts.len(), self.labels.len());
         match &self.scorer {
             Scorer::Gemm { output, loss } => self.run_gemm(texts, output, loss, out),
-            Scorer::PerRow { index } => self.run_per_row(texts, index, out),
+            Scorer::PerRow { index } => {
+                out.reset(texts.len(), self.labels.len());
+                self.run_per_row(texts, index, out)
+            }
         }
         Ok(())
     }
@@ -518,9 +533,9 @@ mod tests {
 
     #[test]
     fn softmax_sums_to_one() {
-        let mut out = [0.0; 3];
-        softmax_into(&[1.0, 2.0, 3.0], &mut out);
-        assert!((out.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        let mut out = [1.0, 2.0, 3.0];
+        softmax_in_place(&mut out);
+        assert!((out.iter().sum::<f32>() - 1.0 - 3.0 * LOG_EPS).abs() < 1e-6);
         assert!(out[2] > out[1] && out[1] > out[0]);
     }
 }

@@ -56,9 +56,8 @@ impl OutputMatrix {
     }
 
     /// `out[r · n + i]` = Σ_k `hidden[r · dim + k]` · row i's k-th weight, for each of the `rows`
-    /// sentence vectors in `hidden`.
+    /// sentence vectors in `hidden`. Every cell is written: what `out` held is not cleared first.
     pub(super) fn products(&self, hidden: &[f32], rows: usize, out: &mut Vec<f32>) {
-        out.clear();
         out.resize(rows * self.n, 0.0);
         products(
             &self.blocks,
