@@ -30,6 +30,10 @@ pub struct Floor {
     /// compute threads as they come free (as the server does with one client), and nothing else:
     /// what one client could get here, now that the threads share the memory bus and caches.
     pub side_by_side: f64,
+    /// Items per second with every model at its best batch size and every compute thread taking
+    /// its own items through all of them at once: the floor's throughput as this machine really
+    /// gives it, once the threads share the memory bus and caches.
+    pub batched_side_by_side: f64,
 }
 
 /// The ensemble's models called directly on the benchmark items (cycled), with each model's
@@ -113,6 +117,38 @@ impl<'a> Bare<'a> {
     }
 }
 
+impl Bare<'_> {
+    /// Items per second with model m at batch `sizes[m]`, on `threads` threads at once, each
+    /// taking its own `rows` items (a multiple of every size) through every model in turn, as
+    /// [`measure`] does on one thread.
+    pub fn batched_side_by_side(&self, sizes: &[usize], rows: usize, threads: usize) -> f64 {
+        let chunk = sizes.iter().copied().max().unwrap_or(1);
+        let rows = rows.div_ceil(chunk).max(1) * chunk;
+        let threads = threads.max(1);
+        let through_all = |from: usize, out: &mut Scores| {
+            for (m, &size) in sizes.iter().enumerate() {
+                for call in 0..chunk / size {
+                    self.run(m, size, from + call * size, out);
+                }
+            }
+        };
+        // Warm-up: one chunk through every model on this thread.
+        through_all(0, &mut Scores::default());
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            for t in 0..threads {
+                s.spawn(move || {
+                    let mut out = Scores::default();
+                    for from in (0..rows).step_by(chunk) {
+                        through_all(t * rows + from, &mut out);
+                    }
+                });
+            }
+        });
+        (threads * rows) as f64 / started.elapsed().as_secs_f64()
+    }
+}
+
 /// One client's two references, measured together over `rows` items: seconds per item.
 #[derive(Clone, Copy)]
 pub struct Latency {
@@ -171,6 +207,13 @@ pub fn measure(bare: &Bare, rows: usize, threads: usize) -> Floor {
         .zip(seconds)
         .map(|(m, c)| (m.spec.name.clone(), c))
         .collect();
+    let best: Vec<usize> = models
+        .iter()
+        .map(|(_, c)| {
+            let at = (0..SIZES.len()).min_by(|&a, &b| c[a].total_cmp(&c[b]));
+            SIZES[at.unwrap_or(0)]
+        })
+        .collect();
     Floor {
         unbatched: models.iter().map(|(_, c)| c[0]).sum(),
         batched: models
@@ -179,6 +222,7 @@ pub fn measure(bare: &Bare, rows: usize, threads: usize) -> Floor {
             .sum(),
         models,
         side_by_side,
+        batched_side_by_side: bare.batched_side_by_side(&best, rows, threads),
     }
 }
 

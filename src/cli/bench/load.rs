@@ -43,8 +43,18 @@ pub struct Level {
     pub p90: Duration,
     pub p99: Duration,
     pub errors: usize,
-    /// Mean rows per model run meanwhile, when the server's metrics say.
-    pub rows_per_run: Option<f64>,
+    /// What the server's own metrics say of the models meanwhile.
+    pub runs: Option<Runs>,
+}
+
+/// The models' runs during a level, from the server's own metrics.
+#[derive(Clone, Copy)]
+pub struct Runs {
+    /// Mean rows per model run: how full the batches were.
+    pub rows_per_run: f64,
+    /// Seconds the models ran per item, summed over the models: the floor's measure, taken
+    /// inside the server.
+    pub seconds_per_item: f64,
 }
 
 /// Runs `concurrency` clients for `duration` (after a short warm-up) and measures them.
@@ -123,7 +133,7 @@ pub async fn run(
         p90: pick(0.90),
         p99: pick(0.99),
         errors,
-        rows_per_run: None,
+        runs: None,
     }
 }
 

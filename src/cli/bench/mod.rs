@@ -20,7 +20,7 @@ use lastmile::scheduler::ComputePool;
 use lastmile::server::{self, Limits, ServerConfig};
 use serde_json::{Map, Value};
 
-use self::load::{Level, Target, Transport};
+use self::load::{Level, Runs, Target, Transport};
 use super::{human_bytes, EnsembleArgs, Failure};
 
 #[derive(Args)]
@@ -97,10 +97,10 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
                 let bracketed = transport == Transport::Grpc && c == 1;
                 let before = bracketed.then(|| floor::latency(&bare, args.floor_rows, threads));
                 eprintln!("{} x{c}...", transport.as_str());
-                let before_runs = batch_totals();
+                let before_runs = run_totals();
                 let mut level =
                     load::run(&target, transport, Arc::clone(&objects), c, duration).await;
-                level.rows_per_run = rows_per_run(before_runs, batch_totals());
+                level.runs = runs_between(before_runs, run_totals(), ensemble.models.len());
                 if let Some(before) = before {
                     bracket = Some([before, floor::latency(&bare, args.floor_rows, threads)]);
                 }
@@ -209,24 +209,43 @@ fn read_items(ensemble: &Ensemble, path: &PathBuf) -> Result<Items, Failure> {
     Ok((objects, items))
 }
 
-/// Rows run and model runs so far, summed over every model, from the server's own metrics
-/// (`lastmile_scheduler_batch_rows`): how full the batches were.
-fn batch_totals() -> Option<(f64, f64)> {
+/// Totals so far, summed over every model, from the server's own metrics.
+#[derive(Clone, Copy)]
+struct RunTotals {
+    rows: f64,
+    runs: f64,
+    seconds: f64,
+}
+
+fn run_totals() -> Option<RunTotals> {
     let text = lastmile::telemetry::install()?.render();
-    let total = |suffix: &str| -> f64 {
-        let prefix = format!("{}_{suffix}{{", lastmile::telemetry::BATCH_ROWS);
+    let total = |metric: &str, suffix: &str| -> f64 {
+        let prefix = format!("{metric}_{suffix}{{");
         text.lines()
             .filter(|l| l.starts_with(&prefix))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     };
-    Some((total("sum"), total("count")))
+    use lastmile::telemetry::{BATCH_ROWS, MODEL_RUN_DURATION};
+    Some(RunTotals {
+        rows: total(BATCH_ROWS, "sum"),
+        runs: total(BATCH_ROWS, "count"),
+        seconds: total(MODEL_RUN_DURATION, "sum"),
+    })
 }
 
-/// Mean rows per model run between two [`batch_totals`].
-fn rows_per_run(before: Option<(f64, f64)>, after: Option<(f64, f64)>) -> Option<f64> {
-    let ((rows0, runs0), (rows1, runs1)) = (before?, after?);
-    (runs1 > runs0).then(|| (rows1 - rows0) / (runs1 - runs0))
+/// The models' runs between two [`run_totals`] of an ensemble of `models` models.
+fn runs_between(
+    before: Option<RunTotals>,
+    after: Option<RunTotals>,
+    models: usize,
+) -> Option<Runs> {
+    let (b, a) = (before?, after?);
+    let (rows, runs) = (a.rows - b.rows, a.runs - b.runs);
+    (runs > 0.0 && rows > 0.0).then(|| Runs {
+        rows_per_run: rows / runs,
+        seconds_per_item: (a.seconds - b.seconds) / (rows / models as f64),
+    })
 }
 
 /// Resident memory of this process (Linux), if readable.
@@ -254,9 +273,21 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
-fn rows(l: &Level) -> String {
-    l.rows_per_run
-        .map_or_else(|| "-".to_owned(), |r| format!("{r:.1}"))
+/// The cells of a level's model runs: rows per run, the models' milliseconds per item, and the
+/// share of the compute threads' time they ran.
+fn runs_cells(l: &Level, threads: usize) -> String {
+    l.runs.map_or_else(
+        || "- | - | -".to_owned(),
+        |r| {
+            let busy = r.seconds_per_item * l.items_per_second / threads as f64;
+            format!(
+                "{:.1} | {:.3} | {:.0} %",
+                r.rows_per_run,
+                r.seconds_per_item * 1e3,
+                100.0 * busy
+            )
+        },
+    )
 }
 
 fn ms(d: Duration) -> String {
@@ -333,14 +364,21 @@ fn report(e: &Ensemble, args: &BenchArgs, m: &Measured) -> String {
     let _ = writeln!(
         out,
         "Bare models side by side at batch 1 on {threads} threads (no server; median item): {} ms \
-         = {:.2} x the latency floor (the threads share memory bandwidth and cache)\n",
+         = {:.2} x the latency floor (the threads share memory bandwidth and cache)",
         ms(Duration::from_secs_f64(floor.side_by_side)),
         floor.side_by_side / latency_floor
+    );
+    let _ = writeln!(
+        out,
+        "Bare models side by side at their best batch sizes on {threads} threads (no server): \
+         {:.1} items/s = {:.0} % of the floor\n",
+        floor.batched_side_by_side,
+        100.0 * floor.batched_side_by_side / floor_tput
     );
     let _ = writeln!(out, "### Server, batching on\n");
     let _ = writeln!(
         out,
-        "| transport | clients | items/s | of floor | p50 ms | p90 ms | p99 ms | rows per model run | errors |\n|---|---|---|---|---|---|---|---|---|"
+        "| transport | clients | items/s | of floor | p50 ms | p90 ms | p99 ms | rows per model run | model ms per item | threads in models | errors |\n|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for (t, l) in levels {
         let _ = writeln!(
@@ -353,7 +391,7 @@ fn report(e: &Ensemble, args: &BenchArgs, m: &Measured) -> String {
             ms(l.p50),
             ms(l.p90),
             ms(l.p99),
-            rows(l),
+            runs_cells(l, threads),
             l.errors
         );
     }
@@ -398,8 +436,10 @@ fn report(e: &Ensemble, args: &BenchArgs, m: &Measured) -> String {
     }
     let _ = writeln!(
         out,
-        "Best throughput: {best:.1} items/s = {:.0} % of the floor.",
-        100.0 * best / floor_tput
+        "Best throughput: {best:.1} items/s = {:.0} % of the floor, {:.0} % of the bare models \
+         side by side at their best batch sizes.",
+        100.0 * best / floor_tput,
+        100.0 * best / floor.batched_side_by_side
     );
     if let Some(off) = unbatched {
         let on = levels
