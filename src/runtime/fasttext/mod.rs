@@ -57,11 +57,11 @@ enum DenseLoss {
     /// Also negative sampling, which predicts the same way.
     OneVsAll,
     /// Hierarchical softmax: `children[i]` are the (left, right) children of internal node
-    /// `labels + i`, whose score is output row `i`; nodes below `labels` are leaves, and leaf
-    /// `l`'s score goes to column `leaf_column[l]`.
+    /// `labels + i`, whose score is output row `i`; nodes below `labels` are leaves, and column
+    /// `c` holds leaf `column_leaf[c]`'s score.
     Tree {
         children: Vec<[u32; 2]>,
-        leaf_column: Vec<usize>,
+        column_leaf: Vec<u32>,
     },
 }
 
@@ -102,7 +102,7 @@ impl FastTextModel {
             LossName::OneVsAll | LossName::NegativeSampling => DenseLoss::OneVsAll,
             LossName::HierarchicalSoftmax => DenseLoss::Tree {
                 children: huffman_children(&dict.get_counts(EntryType::Label)),
-                leaf_column: (0..labels.len()).collect(),
+                column_leaf: (0..labels.len() as u32).collect(),
             },
         };
         if model.quant_output().is_some() && matches!(dense_loss, DenseLoss::Tree { .. }) {
@@ -232,7 +232,7 @@ impl FastTextModel {
             }
             DenseLoss::Tree {
                 children,
-                leaf_column,
+                column_leaf,
             } => {
                 let mut logits = Vec::new();
                 output.products(&hidden, texts.len(), &mut logits);
@@ -245,7 +245,7 @@ impl FastTextModel {
                     if empty[row] {
                         dst.fill(0.0);
                     } else {
-                        walk_tree(children, leaf_column, logits, &mut tree, dst);
+                        walk_tree(children, column_leaf, logits, &mut tree, dst);
                     }
                 }
             }
@@ -295,18 +295,20 @@ fn huffman_children(counts: &[i64]) -> Vec<[u32; 2]> {
 /// Scores every leaf as fastText's tree search does with threshold 0: the sum of
 /// `log(p + 1e-5)` along the path (left: 1 − σ, right: σ, exact sigmoid of the node's output
 /// row), leaves whose path drops below log(1e-5) at any node left at 0. `node_logits[i]` is
-/// internal node `labels + i`'s product with the sentence vector; leaf l scores column
-/// `leaf_column[l]`.
+/// internal node `labels + i`'s product with the sentence vector; column c holds leaf
+/// `column_leaf[c]`.
 ///
 /// Where fastText searches depth first, this walks the nodes from the root down in one pass
 /// (every node was built after its children, so descending order meets a parent first): each
 /// node hands its score plus the branch term to its children, and a node below the floor hands
 /// down −∞, which prunes its subtree exactly as the search does. Same additions, same answer to
 /// the bit, no stack and no unpredictable branch; the logarithms and exponentials run over whole
-/// rows in wide loops ([`branch_logs`], [`leaf_probabilities`]).
+/// rows in wide loops ([`branch_logs`], [`leaf_probabilities`]). The leaves' scores are gathered
+/// into the row in column order: `dst` may be cold memory, and writes in order stream into it
+/// where scattered ones would miss the cache one by one.
 fn walk_tree(
     children: &[[u32; 2]],
-    leaf_column: &[usize],
+    column_leaf: &[u32],
     node_logits: &[f32],
     scratch: &mut TreeScratch,
     dst: &mut [f32],
@@ -336,8 +338,9 @@ fn walk_tree(
         path[l as usize] = score + left[i];
         path[r as usize] = score + right[i];
     }
-    for (&column, &score) in leaf_column.iter().zip(&path[..labels]) {
-        dst[column] = score;
+    let leaves = &path[..labels];
+    for (d, &leaf) in dst.iter_mut().zip(column_leaf) {
+        *d = leaves[leaf as usize];
     }
     leaf_probabilities(dst, floor);
 }
@@ -427,11 +430,10 @@ impl Runtime for FastTextModel {
         match &mut self.scorer {
             Scorer::Gemm {
                 output,
-                loss: DenseLoss::Tree { leaf_column, .. },
+                loss: DenseLoss::Tree { column_leaf, .. },
             } => {
                 let _ = output; // internal nodes keep their rows
-                let inverse = super::inverse_order(order);
-                leaf_column.iter_mut().for_each(|c| *c = inverse[*c]);
+                *column_leaf = order.iter().map(|&c| column_leaf[c]).collect();
             }
             Scorer::Gemm { output, .. } => {
                 *output = output.select_rows(order);
@@ -507,7 +509,7 @@ mod tests {
             .map(|i| 1 + (i * 7919) % 97 * (i % 5 + 1))
             .collect();
         let children = huffman_children(&counts);
-        let leaf_column: Vec<usize> = (0..labels).collect();
+        let column_leaf: Vec<u32> = (0..labels as u32).collect();
         let mut scratch = TreeScratch::default();
         let mut pruned = 0;
         for seed in 0..20u32 {
@@ -523,7 +525,7 @@ mod tests {
                 .collect();
             let want = depth_first(&children, &logits, labels);
             let mut got = vec![0.0f32; labels];
-            walk_tree(&children, &leaf_column, &logits, &mut scratch, &mut got);
+            walk_tree(&children, &column_leaf, &logits, &mut scratch, &mut got);
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&got), bits(&want), "seed {seed}");
             pruned += want.iter().filter(|&&p| p == 0.0).count();
