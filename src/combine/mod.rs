@@ -142,6 +142,8 @@ pub use config::{
     DEFAULT_RANK_K, DEFAULT_STRATEGY,
 };
 
+use smallvec::SmallVec;
+
 use plan::ModelPlan;
 use ranking::UNCOVERED;
 use rules::Rule;
@@ -217,10 +219,11 @@ pub struct Combiner {
 }
 
 /// One model's scores for one item after [`Combiner::ready`]: its best labels, found where the
-/// model ran (its scores, merged and tempered, stay in the caller's buffer).
+/// model ran (its scores, merged and tempered, stay in the caller's buffer). Held inline: one is
+/// made per model per item, and the usual list is a few labels long.
 #[derive(Debug, Clone, Default)]
 pub struct Readied {
-    top: Vec<Entry>,
+    top: SmallVec<[Entry; 8]>,
 }
 
 /// Every model's scores for one item, indexed like the models given to [`Combiner::new`].
@@ -268,7 +271,7 @@ impl Combiner {
         scratch.model_tops.reset(1);
         scratch.model_tops.fill(0, scores, ids, self.depth(item));
         Readied {
-            top: scratch.model_tops.get(0).to_vec(),
+            top: SmallVec::from_slice(scratch.model_tops.get(0)),
         }
     }
 

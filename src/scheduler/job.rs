@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use smallvec::SmallVec;
 use tokio::sync::oneshot;
 
 use super::state::Request;
@@ -57,6 +58,9 @@ impl Row {
         self.batch.row(self.row)
     }
 }
+
+/// What [`Job::ready`] found for each row of one batch entry (usually one row: held inline).
+pub(crate) type ReadiedRows = SmallVec<[Readied; 1]>;
 
 /// A job's rows for one of its models, as the queues hold them.
 #[derive(Clone)]
@@ -109,9 +113,9 @@ impl Job {
     /// Readies rows `rows` of model `model` for the vote, in place in `scores` (which holds
     /// exactly those rows), when the job wants answers; runs on the compute thread before the
     /// batch's output is shared, while other models still run.
-    pub fn ready(&self, model: usize, rows: Range<usize>, scores: &mut [f32]) -> Vec<Readied> {
+    pub fn ready(&self, model: usize, rows: Range<usize>, scores: &mut [f32]) -> ReadiedRows {
         if !self.wants_answers {
-            return Vec::new();
+            return ReadiedRows::new();
         }
         let cols = self.ensemble.models[model].label_ids.len();
         rows.zip(scores.chunks_exact_mut(cols))
@@ -128,7 +132,7 @@ impl Job {
         rows: Range<usize>,
         batch: &Arc<Scores>,
         first: usize,
-        readied: Vec<Readied>,
+        readied: ReadiedRows,
         nanos: u64,
     ) {
         {

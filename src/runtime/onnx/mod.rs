@@ -96,10 +96,10 @@ struct InputBinding {
 }
 
 enum OutputBinding {
-    /// A float tensor `[N, labels]`; its column c is our column `column_of[c]` (None: the same).
+    /// A float tensor `[N, labels]`; our column c is its column `source_of[c]` (None: the same).
     Tensor {
         name: String,
-        column_of: Option<Vec<usize>>,
+        source_of: Option<Vec<usize>>,
     },
     /// sklearn-onnx's ZipMap: one map per row, label → score.
     ZipMap { name: String, keys: ZipKeys },
@@ -172,7 +172,7 @@ impl OnnxModel {
             output: match zipmap_int_keys {
                 None => OutputBinding::Tensor {
                     name: output_name,
-                    column_of: None,
+                    source_of: None,
                 },
                 Some(int_keys) => OutputBinding::ZipMap {
                     name: output_name,
@@ -284,7 +284,7 @@ impl OnnxModel {
             let end = (start + step).min(rows);
             let outputs = run_session(&mut slot, &self.input, inputs, start, end)?;
             match &self.output {
-                OutputBinding::Tensor { name, column_of } => {
+                OutputBinding::Tensor { name, source_of } => {
                     let value = outputs
                         .get(name.as_str())
                         .ok_or_else(|| RunError::Runtime(format!("no output '{name}'")))?;
@@ -297,16 +297,13 @@ impl OnnxModel {
                             "output '{name}' has shape {shape:?}, expected [{n}, {cols}]"
                         )));
                     }
-                    match column_of {
+                    match source_of {
                         None => out.data.extend_from_slice(data),
-                        Some(column_of) => {
+                        // Gathered in our column order: the writes stream into `out` (often
+                        // cold memory) instead of zeroing it and then scattering into it.
+                        Some(source_of) => {
                             for src in data.chunks_exact(cols) {
-                                let base = out.data.len();
-                                out.data.resize(base + cols, 0.0);
-                                let dst = &mut out.data[base..];
-                                for (&x, &c) in src.iter().zip(column_of) {
-                                    dst[c] = x;
-                                }
+                                out.data.extend(source_of.iter().map(|&s| src[s]));
                             }
                         }
                     }
@@ -372,16 +369,17 @@ impl OnnxModel {
 impl Runtime for OnnxModel {
     fn reorder_columns(&mut self, order: &[usize]) {
         self.labels = order.iter().map(|&c| self.labels[c].clone()).collect();
-        let inverse = super::inverse_order(order);
         match &mut self.output {
-            OutputBinding::Tensor { column_of, .. } => {
-                // Compose with an earlier reordering: source column → old column → new column.
-                let old: Vec<usize> = column_of
+            OutputBinding::Tensor { source_of, .. } => {
+                // Compose with an earlier reordering: new column j is old column order[j], which
+                // is source column old[order[j]].
+                let old: Vec<usize> = source_of
                     .take()
-                    .unwrap_or_else(|| (0..inverse.len()).collect());
-                *column_of = Some(old.iter().map(|&c| inverse[c]).collect());
+                    .unwrap_or_else(|| (0..order.len()).collect());
+                *source_of = Some(order.iter().map(|&c| old[c]).collect());
             }
             OutputBinding::ZipMap { keys, .. } => {
+                let inverse = super::inverse_order(order);
                 keys.column.values_mut().for_each(|c| *c = inverse[*c]);
                 keys.order.iter_mut().for_each(|(_, c)| *c = inverse[*c]);
             }
