@@ -288,7 +288,12 @@ fn compute_task(shared: &Shared) {
                             .expect("scheduler lock")
                             .0
                     }
-                    None => shared.work.wait(state).expect("scheduler lock"),
+                    None => {
+                        // Nothing queued anywhere: the outputs kept for reuse go back to the
+                        // allocator instead of holding a burst's memory while idle.
+                        outputs.release();
+                        shared.work.wait(state).expect("scheduler lock")
+                    }
                 };
             }
         };
@@ -322,6 +327,11 @@ impl Outputs {
         if self.kept.len() < Self::KEPT {
             self.kept.push(Arc::clone(output));
         }
+    }
+
+    /// Lets go of every kept output: each is freed by whoever holds it last.
+    fn release(&mut self) {
+        self.kept.clear();
     }
 }
 
@@ -431,4 +441,36 @@ fn run_batch(batch: Batch<Part>, outputs: &mut Outputs) -> f64 {
         offset += n;
     }
     elapsed.as_secs_f64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_output_still_held_by_a_request_is_never_reused() {
+        let mut outputs = Outputs::default();
+        let mut first = outputs.free();
+        Arc::make_mut(&mut first).data = vec![1.0; 8];
+        outputs.keep(&first);
+        let held = Arc::clone(&first); // a request still reading its rows
+        drop(first);
+        let second = outputs.free();
+        assert!(
+            !Arc::ptr_eq(&second, &held),
+            "a held output is not handed out"
+        );
+        assert!(second.data.is_empty());
+        drop(held); // the request is answered
+        let third = outputs.free();
+        assert_eq!(third.data.capacity(), 8, "the freed output is reused");
+        assert_eq!(Arc::strong_count(&third), 1);
+        outputs.keep(&third);
+        outputs.release();
+        assert_eq!(
+            Arc::strong_count(&third),
+            1,
+            "released outputs are not kept"
+        );
+    }
 }
