@@ -34,6 +34,8 @@ pub struct Floor {
     /// its own items through all of them at once: the floor's throughput as this machine really
     /// gives it, once the threads share the memory bus and caches.
     pub batched_side_by_side: f64,
+    /// Per model: its best batch size, of [`SIZES`].
+    pub best: Vec<usize>,
 }
 
 /// The ensemble's models called directly on the benchmark items (cycled), with each model's
@@ -121,14 +123,18 @@ impl Bare<'_> {
     /// Items per second with model m at batch `sizes[m]`, on `threads` threads at once, each
     /// taking its own `rows` items (a multiple of every size) through every model in turn, as
     /// [`measure`] does on one thread.
-    pub fn batched_side_by_side(&self, sizes: &[usize], rows: usize, threads: usize) -> f64 {
+    pub fn items_per_second(&self, sizes: &[usize], rows: usize, threads: usize) -> f64 {
         let chunk = sizes.iter().copied().max().unwrap_or(1);
         let rows = rows.div_ceil(chunk).max(1) * chunk;
         let threads = threads.max(1);
+        // Round by round, so that no model runs twice in a row with its weights still in cache.
+        let rounds = chunk / sizes.iter().copied().min().unwrap_or(1).max(1);
         let through_all = |from: usize, out: &mut Scores| {
-            for (m, &size) in sizes.iter().enumerate() {
-                for call in 0..chunk / size {
-                    self.run(m, size, from + call * size, out);
+            for call in 0..rounds {
+                for (m, &size) in sizes.iter().enumerate() {
+                    if call < chunk / size {
+                        self.run(m, size, from + call * size, out);
+                    }
                 }
             }
         };
@@ -147,6 +153,12 @@ impl Bare<'_> {
         });
         (threads * rows) as f64 / started.elapsed().as_secs_f64()
     }
+}
+
+/// The floor measured again, as seconds per item: every model at its best batch size, one after
+/// the other on this thread, over `rows` items.
+pub fn batched_again(bare: &Bare, floor: &Floor, rows: usize) -> f64 {
+    1.0 / bare.items_per_second(&floor.best, rows, 1)
 }
 
 /// One client's two references, measured together over `rows` items: seconds per item.
@@ -222,7 +234,8 @@ pub fn measure(bare: &Bare, rows: usize, threads: usize) -> Floor {
             .sum(),
         models,
         side_by_side,
-        batched_side_by_side: bare.batched_side_by_side(&best, rows, threads),
+        batched_side_by_side: bare.items_per_second(&best, rows, threads),
+        best,
     }
 }
 

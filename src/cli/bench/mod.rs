@@ -85,13 +85,18 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
         .thread_name("lastmile-bench-io")
         .build()?;
     let objects = Arc::new(objects);
-    let (levels, bracket) = runtime.block_on(async {
+    let top = *args.concurrency.iter().max().expect("at least one level");
+    let (levels, bracket, saturation) = runtime.block_on(async {
         let handle = start(Arc::clone(&ensemble), Arc::clone(&pool)).await?;
         let target = target(&handle);
         let mut levels = Vec::new();
-        let mut bracket = None;
+        let (mut bracket, mut saturation) = (None, None);
         for &transport in &transports {
             for &c in &args.concurrency {
+                // Likewise the floor, around the busiest gRPC level.
+                let busiest = transport == Transport::Grpc && c == top;
+                let floor_before =
+                    busiest.then(|| floor::batched_again(&bare, &floor, args.floor_rows));
                 // This machine drifts within a minute, so one client's references are measured
                 // again right around the gRPC level (on this thread; the server runs on the workers).
                 let bracketed = transport == Transport::Grpc && c == 1;
@@ -104,11 +109,19 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
                 if let Some(before) = before {
                     bracket = Some([before, floor::latency(&bare, args.floor_rows, threads)]);
                 }
+                if let Some(before) = floor_before {
+                    let after = floor::batched_again(&bare, &floor, args.floor_rows);
+                    saturation = Some(Saturation {
+                        level: level.items_per_second,
+                        clients: c,
+                        floor: [before, after],
+                    });
+                }
                 levels.push((transport, level));
             }
         }
         handle.shutdown();
-        Ok::<_, std::io::Error>((levels, bracket))
+        Ok::<_, std::io::Error>((levels, bracket, saturation))
     })?;
 
     let unbatched = if args.no_unbatched {
@@ -122,7 +135,7 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
             args.ensemble.threads,
             &[&ensemble],
         )?);
-        let c = *args.concurrency.iter().max().expect("at least one level");
+        let c = top;
         eprintln!("gRPC x{c}, batching off...");
         Some(runtime.block_on(async {
             let handle = start(off, Arc::clone(&pool)).await?;
@@ -143,6 +156,7 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
                 floor,
                 levels,
                 bracket,
+                saturation,
                 unbatched,
             }
         )
@@ -294,6 +308,15 @@ fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1e3)
 }
 
+/// The busiest gRPC level, with the floor measured again just before and just after it.
+struct Saturation {
+    clients: usize,
+    /// Its items per second.
+    level: f64,
+    /// Seconds per item at the models' best batch sizes on one thread, before and after.
+    floor: [f64; 2],
+}
+
 /// Everything one run measured.
 struct Measured {
     threads: usize,
@@ -303,6 +326,8 @@ struct Measured {
     levels: Vec<(Transport, Level)>,
     /// One client's references measured just before and just after the one-client gRPC level.
     bracket: Option<[floor::Latency; 2]>,
+    /// The floor measured again around the busiest gRPC level.
+    saturation: Option<Saturation>,
     /// The highest concurrency over gRPC with `max_batch = 1`.
     unbatched: Option<Level>,
 }
@@ -314,6 +339,7 @@ fn report(e: &Ensemble, args: &BenchArgs, m: &Measured) -> String {
         ref floor,
         ref levels,
         bracket,
+        ref saturation,
         ref unbatched,
     } = *m;
     let unbatched = unbatched.as_ref();
@@ -441,6 +467,24 @@ fn report(e: &Ensemble, args: &BenchArgs, m: &Measured) -> String {
         100.0 * best / floor_tput,
         100.0 * best / floor.batched_side_by_side
     );
+    if let Some(Saturation {
+        clients,
+        level,
+        floor: [before, after],
+    }) = saturation
+    {
+        let share = |seconds: f64| 100.0 * level * seconds / threads as f64;
+        let _ = writeln!(
+            out,
+            "The floor measured again just before and just after the gRPC level at {clients} \
+             clients: {:.3} and {:.3} ms per item; that level's {level:.1} items/s is {:.0} % and \
+             {:.0} % of them.",
+            before * 1e3,
+            after * 1e3,
+            share(*before),
+            share(*after)
+        );
+    }
     if let Some(off) = unbatched {
         let on = levels
             .iter()
