@@ -288,12 +288,15 @@ fn compute_task(shared: &Shared) {
                             .expect("scheduler lock")
                             .0
                     }
-                    None => {
-                        // Nothing queued anywhere: the outputs kept for reuse go back to the
-                        // allocator instead of holding a burst's memory while idle.
+                    // Nothing queued anywhere: the outputs kept for reuse go back to the
+                    // allocator instead of holding a burst's memory while idle. Freed outside
+                    // the lock; then the queues are looked at again before waiting.
+                    None if outputs.holds_any() => {
+                        drop(state);
                         outputs.release();
-                        shared.work.wait(state).expect("scheduler lock")
+                        shared.state.lock().expect("scheduler lock")
                     }
+                    None => shared.work.wait(state).expect("scheduler lock"),
                 };
             }
         };
@@ -327,6 +330,10 @@ impl Outputs {
         if self.kept.len() < Self::KEPT {
             self.kept.push(Arc::clone(output));
         }
+    }
+
+    fn holds_any(&self) -> bool {
+        !self.kept.is_empty()
     }
 
     /// Lets go of every kept output: each is freed by whoever holds it last.
