@@ -103,7 +103,7 @@ impl ModelPlan {
         let Some(p) = &self.prep else { return width };
         if p.slots.is_none() {
             // One score per label already: clean and temper where they are.
-            p.clean_and_temper(&mut scores[..width]);
+            p.temper(&mut scores[..width], true);
             return width;
         }
         tmp.resize(self.ids.len(), 0.0);
@@ -150,24 +150,23 @@ impl Prep {
                 for (&s, &v) in slots.iter().zip(raw) {
                     out[s as usize] += clean(v);
                 }
+                self.temper(out, false);
             }
             None => {
                 let n = raw.len().min(out.len());
                 out[..n].copy_from_slice(&raw[..n]);
                 out[n..].fill(0.0);
-                return self.clean_and_temper(out);
+                self.temper(out, true);
             }
-        }
-        if self.inv_temperature != 1.0 {
-            temper(out, self.inv_temperature, false);
         }
     }
 
-    /// Cleans `scores` and tempers them, in one pass where there is a temperature.
-    fn clean_and_temper(&self, scores: &mut [f32]) {
+    /// Tempers `scores` where there is a temperature; with `clean_first`, cleans them too (in
+    /// temperature's first pass when there is one).
+    fn temper(&self, scores: &mut [f32], clean_first: bool) {
         if self.inv_temperature != 1.0 {
-            temper(scores, self.inv_temperature, true);
-        } else {
+            temper(scores, self.inv_temperature, clean_first);
+        } else if clean_first {
             clean_all(scores);
         }
     }

@@ -219,19 +219,19 @@ pub fn measure(bare: &Bare, rows: usize, threads: usize) -> Floor {
         .zip(seconds)
         .map(|(m, c)| (m.spec.name.clone(), c))
         .collect();
-    let best: Vec<usize> = models
+    // Each model's fastest batch size, as an index into SIZES.
+    let fastest: Vec<usize> = models
         .iter()
         .map(|(_, c)| {
-            let at = (0..SIZES.len()).min_by(|&a, &b| c[a].total_cmp(&c[b]));
-            SIZES[at.unwrap_or(0)]
+            (0..SIZES.len())
+                .min_by(|&a, &b| c[a].total_cmp(&c[b]))
+                .unwrap_or(0)
         })
         .collect();
+    let best: Vec<usize> = fastest.iter().map(|&i| SIZES[i]).collect();
     Floor {
         unbatched: models.iter().map(|(_, c)| c[0]).sum(),
-        batched: models
-            .iter()
-            .map(|(_, c)| c.iter().copied().fold(f64::INFINITY, f64::min))
-            .sum(),
+        batched: models.iter().zip(&fastest).map(|((_, c), &i)| c[i]).sum(),
         models,
         side_by_side,
         batched_side_by_side: bare.items_per_second(&best, rows, threads),

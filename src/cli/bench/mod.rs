@@ -112,7 +112,6 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
                 if let Some(before) = floor_before {
                     let after = floor::batched_again(&bare, &floor, args.floor_rows);
                     saturation = Some(Saturation {
-                        level: level.items_per_second,
                         clients: c,
                         floor: [before, after],
                     });
@@ -311,8 +310,6 @@ fn ms(d: Duration) -> String {
 /// The busiest gRPC level, with the floor measured again just before and just after it.
 struct Saturation {
     clients: usize,
-    /// Its items per second.
-    level: f64,
     /// Seconds per item at the models' best batch sizes on one thread, before and after.
     floor: [f64; 2],
 }
@@ -467,11 +464,19 @@ fn report(e: &Ensemble, args: &BenchArgs, m: &Measured) -> String {
         100.0 * best / floor_tput,
         100.0 * best / floor.batched_side_by_side
     );
-    if let Some(Saturation {
-        clients,
+    let busiest = saturation.as_ref().and_then(|s| {
+        let level = levels
+            .iter()
+            .find(|(t, l)| *t == Transport::Grpc && l.concurrency == s.clients)?;
+        Some((s, level.1.items_per_second))
+    });
+    if let Some((
+        Saturation {
+            clients,
+            floor: [before, after],
+        },
         level,
-        floor: [before, after],
-    }) = saturation
+    )) = busiest
     {
         let share = |seconds: f64| 100.0 * level * seconds / threads as f64;
         let _ = writeln!(
