@@ -510,6 +510,7 @@ fn bench_drives_a_server_over_both_transports_without_errors() {
             "| gRPC | 1 |",
             "| REST | 2 |",
             "batching off",
+            "batching on then off, back to back",
             "just before",
             "just after",
         ],
@@ -519,7 +520,8 @@ fn bench_drives_a_server_over_both_transports_without_errors() {
         .lines()
         .filter(|l| l.starts_with("| gRPC") || l.starts_with("| REST"))
         .collect();
-    assert_eq!(rows.len(), 5, "{stdout}");
+    // Four levels batching on; one client and the busiest level batching off.
+    assert_eq!(rows.len(), 6, "{stdout}");
     for row in rows {
         assert!(
             row.trim_end().ends_with("| 0 |"),

@@ -1,13 +1,14 @@
 //! `lastmile bench`: serving throughput and latency against the bare floor, side by side in one
 //! run. It measures the ensemble's models directly (the floor), serves the ensemble in this
 //! process on loopback, drives it over gRPC and REST at a range of concurrencies, then serves it
-//! again with batching off (`max_batch = 1`) and drives that at the highest concurrency. Tables
-//! print as Markdown, ready for BENCHMARKS.md.
+//! again with batching off (`max_batch = 1`) and drives that at one client (right after one client
+//! with batching on) and at the highest concurrency. Tables print as Markdown, ready for
+//! BENCHMARKS.md.
 
 mod floor;
 mod load;
+mod report;
 
-use std::fmt::Write as _;
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,8 +21,9 @@ use lastmile::scheduler::ComputePool;
 use lastmile::server::{self, Limits, ServerConfig};
 use serde_json::{Map, Value};
 
-use self::load::{Level, Runs, Target, Transport};
-use super::{human_bytes, EnsembleArgs, Failure};
+use self::load::{Runs, Target, Transport};
+use self::report::{report, Measured, Saturation, Unbatched};
+use super::{EnsembleArgs, Failure};
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -134,13 +136,41 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
             args.ensemble.threads,
             &[&ensemble],
         )?);
-        let c = top;
-        eprintln!("gRPC x{c}, batching off...");
+        // One client with batching on and then off, back to back, so that the machine's drift
+        // does not decide the comparison; then the busiest level with batching off.
+        let one = args.concurrency.contains(&1);
         Some(runtime.block_on(async {
-            let handle = start(off, Arc::clone(&pool)).await?;
-            let level = load::run(&target(&handle), Transport::Grpc, objects, c, duration).await;
-            handle.shutdown();
-            Ok::<_, std::io::Error>(level)
+            let level = |ensemble: &Arc<Ensemble>, clients: usize| {
+                let (ensemble, pool, objects) = (
+                    Arc::clone(ensemble),
+                    Arc::clone(&pool),
+                    Arc::clone(&objects),
+                );
+                async move {
+                    let handle = start(ensemble, pool).await?;
+                    let level = load::run(
+                        &target(&handle),
+                        Transport::Grpc,
+                        objects,
+                        clients,
+                        duration,
+                    )
+                    .await;
+                    handle.shutdown();
+                    Ok::<_, std::io::Error>(level)
+                }
+            };
+            let one_client = if one {
+                eprintln!("gRPC x1, batching on then off...");
+                Some([level(&ensemble, 1).await?, level(&off, 1).await?])
+            } else {
+                None
+            };
+            eprintln!("gRPC x{top}, batching off...");
+            Ok::<_, std::io::Error>(Unbatched {
+                busiest: level(&off, top).await?,
+                one_client,
+            })
         })?)
     };
 
@@ -273,256 +303,4 @@ fn resident_bytes() -> Option<u64> {
         .parse()
         .ok()?;
     Some(kb * 1024)
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}
-
-/// The cells of a level's model runs: rows per run, the models' milliseconds per item, and the
-/// share of the compute threads' time they ran.
-fn runs_cells(l: &Level, threads: usize) -> String {
-    l.runs.map_or_else(
-        || "- | - | -".to_owned(),
-        |r| {
-            let busy = r.seconds_per_item * l.items_per_second / threads as f64;
-            format!(
-                "{:.1} | {:.3} | {:.0} %",
-                r.rows_per_run,
-                r.seconds_per_item * 1e3,
-                100.0 * busy
-            )
-        },
-    )
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2}", d.as_secs_f64() * 1e3)
-}
-
-/// The busiest gRPC level, with the floor measured again just before and just after it.
-struct Saturation {
-    clients: usize,
-    /// Seconds per item at the models' best batch sizes on one thread, before and after.
-    floor: [f64; 2],
-}
-
-/// Everything one run measured.
-struct Measured {
-    threads: usize,
-    /// Resident memory after loading the ensemble.
-    rss: Option<u64>,
-    floor: floor::Floor,
-    levels: Vec<(Transport, Level)>,
-    /// One client's references measured just before and just after the one-client gRPC level.
-    bracket: Option<[floor::Latency; 2]>,
-    /// The floor measured again around the busiest gRPC level.
-    saturation: Option<Saturation>,
-    /// The highest concurrency over gRPC with `max_batch = 1`.
-    unbatched: Option<Level>,
-}
-
-fn report(e: &Ensemble, args: &BenchArgs, m: &Measured) -> String {
-    let Measured {
-        threads,
-        rss,
-        ref floor,
-        ref levels,
-        bracket,
-        ref saturation,
-        ref unbatched,
-    } = *m;
-    let unbatched = unbatched.as_ref();
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let floor_tput = threads as f64 / floor.batched;
-    let latency_floor = floor.unbatched / threads as f64;
-    let mut out = String::new();
-    let _ = writeln!(out, "## lastmile bench: {} version {}\n", e.name, e.version);
-    let _ = writeln!(
-        out,
-        "- machine: {} ({cores} cores), {threads} compute threads\n\
-         - ensemble: {} models, {} labels, {} on disk; resident memory after loading: {}\n\
-         - each level: {:.0} s after 1 s warm-up, one item per request, items from {}",
-        cpu_model(),
-        e.models.len(),
-        e.labels.len(),
-        human_bytes(e.bytes()),
-        rss.map_or("unknown".into(), human_bytes),
-        args.duration,
-        args.data.display(),
-    );
-    let _ = writeln!(
-        out,
-        "\n### Bare floor (models called directly, one thread, no server)\n"
-    );
-    let _ = writeln!(
-        out,
-        "| | per item | items/s on {threads} threads |\n|---|---|---|"
-    );
-    let _ = writeln!(
-        out,
-        "| batch 1 (every model) | {:.3} ms | {:.1} |",
-        floor.unbatched * 1e3,
-        threads as f64 / floor.unbatched
-    );
-    let _ = writeln!(
-        out,
-        "| best batch size (per model, of {:?}) | {:.3} ms | **{:.1}** (the floor) |",
-        floor::SIZES,
-        floor.batched * 1e3,
-        floor_tput
-    );
-    let _ = writeln!(
-        out,
-        "\nLatency floor at one client (batch-1 cost / {threads} threads): {} ms",
-        ms(Duration::from_secs_f64(latency_floor))
-    );
-    let _ = writeln!(
-        out,
-        "Bare models side by side at batch 1 on {threads} threads (no server; median item): {} ms \
-         = {:.2} x the latency floor (the threads share memory bandwidth and cache)",
-        ms(Duration::from_secs_f64(floor.side_by_side)),
-        floor.side_by_side / latency_floor
-    );
-    let _ = writeln!(
-        out,
-        "Bare models side by side at their best batch sizes on {threads} threads (no server): \
-         {:.1} items/s = {:.0} % of the floor\n",
-        floor.batched_side_by_side,
-        100.0 * floor.batched_side_by_side / floor_tput
-    );
-    let _ = writeln!(out, "### Server, batching on\n");
-    let _ = writeln!(
-        out,
-        "| transport | clients | items/s | of floor | p50 ms | p90 ms | p99 ms | rows per model run | model ms per item | threads in models | errors |\n|---|---|---|---|---|---|---|---|---|---|---|"
-    );
-    for (t, l) in levels {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {:.1} | {:.0} % | {} | {} | {} | {} | {} |",
-            t.as_str(),
-            l.concurrency,
-            l.items_per_second,
-            100.0 * l.items_per_second / floor_tput,
-            ms(l.p50),
-            ms(l.p90),
-            ms(l.p99),
-            runs_cells(l, threads),
-            l.errors
-        );
-    }
-    let best = levels
-        .iter()
-        .map(|(_, l)| l.items_per_second)
-        .fold(0.0, f64::max);
-    if let Some((_, one)) = levels
-        .iter()
-        .find(|(t, l)| *t == Transport::Grpc && l.concurrency == 1)
-    {
-        let p50 = one.p50.as_secs_f64();
-        let _ = writeln!(
-            out,
-            "\nOne client over gRPC: p50 {} ms = {:.2} x the latency floor, {:.2} x the bare \
-             models side by side.",
-            ms(one.p50),
-            p50 / latency_floor,
-            p50 / floor.side_by_side
-        );
-        if let Some([before, after]) = bracket {
-            let cell = |l: &floor::Latency| {
-                format!(
-                    "{} ms ({:.2} x) | {} ms ({:.2} x)",
-                    ms(Duration::from_secs_f64(l.floor)),
-                    p50 / l.floor,
-                    ms(Duration::from_secs_f64(l.side_by_side)),
-                    p50 / l.side_by_side
-                )
-            };
-            let _ = writeln!(
-                out,
-                "\nThe same references measured again just before and just after that level \
-                 (medians over {} items; in brackets, the one-client p50 over each):\n\n\
-                 | | latency floor | bare side by side |\n|---|---|---|\n\
-                 | just before | {} |\n| just after | {} |\n",
-                args.floor_rows,
-                cell(&before),
-                cell(&after)
-            );
-        }
-    }
-    let _ = writeln!(
-        out,
-        "Best throughput: {best:.1} items/s = {:.0} % of the floor, {:.0} % of the bare models \
-         side by side at their best batch sizes.",
-        100.0 * best / floor_tput,
-        100.0 * best / floor.batched_side_by_side
-    );
-    let busiest = saturation.as_ref().and_then(|s| {
-        let level = levels
-            .iter()
-            .find(|(t, l)| *t == Transport::Grpc && l.concurrency == s.clients)?;
-        Some((s, level.1.items_per_second))
-    });
-    if let Some((
-        Saturation {
-            clients,
-            floor: [before, after],
-        },
-        level,
-    )) = busiest
-    {
-        let share = |seconds: f64| 100.0 * level * seconds / threads as f64;
-        let _ = writeln!(
-            out,
-            "The floor measured again just before and just after the gRPC level at {clients} \
-             clients: {:.3} and {:.3} ms per item; that level's {level:.1} items/s is {:.0} % and \
-             {:.0} % of them.",
-            before * 1e3,
-            after * 1e3,
-            share(*before),
-            share(*after)
-        );
-    }
-    if let Some(off) = unbatched {
-        let on = levels
-            .iter()
-            .filter(|(t, l)| *t == Transport::Grpc && l.concurrency == off.concurrency)
-            .map(|(_, l)| l.items_per_second)
-            .next()
-            .unwrap_or(best);
-        let _ = writeln!(
-            out,
-            "\n### Server, batching off (max_batch = 1)\n\n| transport | clients | items/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|\n| gRPC | {} | {:.1} | {} | {} | {} |\n\nBatching on / off at {} clients over gRPC: {:.2} x.",
-            off.concurrency,
-            off.items_per_second,
-            ms(off.p50),
-            ms(off.p99),
-            off.errors,
-            off.concurrency,
-            on / off.items_per_second.max(f64::MIN_POSITIVE),
-        );
-    }
-    let _ = writeln!(
-        out,
-        "\n### Floor per model (ms per row at batch {:?})\n",
-        floor::SIZES
-    );
-    let _ = writeln!(
-        out,
-        "| model | {} |\n|---|{}",
-        floor::SIZES.map(|s| s.to_string()).join(" | "),
-        "---|".repeat(floor::SIZES.len())
-    );
-    for (name, costs) in &floor.models {
-        let cells: Vec<String> = costs.iter().map(|c| format!("{:.3}", c * 1e3)).collect();
-        let _ = writeln!(out, "| {name} | {} |", cells.join(" | "));
-    }
-    out
 }
