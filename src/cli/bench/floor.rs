@@ -192,7 +192,8 @@ pub fn measure(bare: &Bare, rows: usize, threads: usize) -> Floor {
     // The whole pass runs twice and only the second counts: measured right after loading, the
     // first pass came out 5-10 % slower than the same pass moments later (first use of the
     // runtimes' buffers at each size), a cost no server pays past its warm-up.
-    for rehearsal in [true, false] {
+    for _pass in 0..2 {
+        seconds.iter_mut().for_each(|t| t.fill(0.0));
         for (s, &size) in SIZES.iter().enumerate() {
             // One untimed round to warm up, then timed rounds until `rows` rows (and at least
             // MIN_CALLS calls) are done.
@@ -205,11 +206,7 @@ pub fn measure(bare: &Bare, rows: usize, threads: usize) -> Floor {
                 for (m, total) in seconds.iter_mut().enumerate() {
                     let started = Instant::now();
                     bare.run(m, size, from, &mut out);
-                    total[s] = if rehearsal {
-                        0.0
-                    } else {
-                        total[s] + started.elapsed().as_secs_f64()
-                    };
+                    total[s] += started.elapsed().as_secs_f64();
                 }
                 from += size;
             }
