@@ -1,6 +1,7 @@
 //! Hot float loops built twice: for the baseline x86-64 CPU and for AVX2 / AVX-512, chosen at run
 //! time, so one portable binary runs eight or sixteen floats per instruction where the CPU can; and
-//! what such loops call: a sum in fixed lanes (reproducible, and no chain of dependent adds), and
+//! what such loops call: a map-and-sum in fixed lanes (reproducible, and no chain of dependent
+//! adds), and
 //! the branch-free `ln`/`exp` (scalar libm calls do not vectorise: in fastText's
 //! hierarchical softmax and in the vote's temperature they cost more than the arithmetic around
 //! them). Both are within a few ulp of `f32::ln`/`f32::exp` over the ranges used (tested below);
@@ -46,19 +47,22 @@ pub(crate) use widen;
 /// Lanes of the fixed-order reductions: four AVX-512 registers, eight AVX2 ones.
 pub(crate) const LANES: usize = 32;
 
-/// Sum of `xs`, in [`LANES`] lanes (a fixed order, so the result is reproducible; several
-/// registers of lanes, so the adds do not wait on each other).
+/// Replaces each `x` of `xs` by `f(x)` and returns the sum of the results, in [`LANES`] lanes (a
+/// fixed order, so the result is reproducible; several registers of lanes, so the adds do not
+/// wait on each other). One pass: the values are summed as they are written.
 #[inline(always)]
-pub(crate) fn sum(xs: &[f32]) -> f32 {
+pub(crate) fn map_sum(xs: &mut [f32], f: impl Fn(f32) -> f32) -> f32 {
     let mut lanes = [0.0f32; LANES];
-    let chunks = xs.chunks_exact(LANES);
-    let rest: f32 = chunks.remainder().iter().sum();
-    for c in chunks {
+    let mut chunks = xs.chunks_exact_mut(LANES);
+    for c in &mut chunks {
         for i in 0..LANES {
+            c[i] = f(c[i]);
             lanes[i] += c[i];
         }
     }
-    lanes.iter().sum::<f32>() + rest
+    let rest = chunks.into_remainder();
+    rest.iter_mut().for_each(|v| *v = f(*v));
+    lanes.iter().sum::<f32>() + rest.iter().sum::<f32>()
 }
 
 /// Natural logarithm of a positive normal number (callers clamp to a floor >= `f32::MIN_POSITIVE`).

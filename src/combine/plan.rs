@@ -13,8 +13,7 @@ use super::strategy::{Pool, Strategy, Voter};
 use super::taxonomy::Taxonomy;
 use super::{Combiner, ModelView};
 use crate::labels::LabelSpace;
-use crate::wide::widen;
-use crate::wide::LANES;
+use crate::wide::{map_sum, widen, LANES};
 
 /// One voting model, resolved.
 #[derive(Debug)]
@@ -387,7 +386,7 @@ widen!(
 
 /// [`temper`], in three passes over the scores (each a few hundred cycles of a model's row that
 /// the vote pays for every model of every item): clean, sum and find the largest; temper and sum
-/// again; rescale. The sums are [`crate::wide::sum`]'s, lane for lane.
+/// again ([`map_sum`]); rescale. The first pass sums lane for lane as [`map_sum`] does.
 #[inline(always)]
 fn temper_body(scores: &mut [f32], inv_t: f32, clean_first: bool) {
     let (mut totals, mut tops) = ([0.0f32; LANES], [0.0f32; LANES]);
@@ -418,17 +417,7 @@ fn temper_body(scores: &mut [f32], inv_t: f32, clean_first: bool) {
             0.0
         }
     };
-    let mut zs = [0.0f32; LANES];
-    let mut chunks = scores.chunks_exact_mut(LANES);
-    for c in &mut chunks {
-        for i in 0..LANES {
-            c[i] = tempered(c[i]);
-            zs[i] += c[i];
-        }
-    }
-    let rest = chunks.into_remainder();
-    rest.iter_mut().for_each(|v| *v = tempered(*v));
-    let z = zs.iter().sum::<f32>() + rest.iter().sum::<f32>();
+    let z = map_sum(scores, tempered);
     if z > 0.0 {
         let k = total / z;
         scores.iter_mut().for_each(|v| *v = clean(*v * k));

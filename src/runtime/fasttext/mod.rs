@@ -23,7 +23,7 @@ mod output;
 use output::OutputMatrix;
 
 use super::{InputKind, Inputs, LoadError, RunError, Runtime, Scores};
-use crate::wide::{exp, ln, sum, widen};
+use crate::wide::{exp, ln, map_sum, widen};
 
 /// Official fastText's end-of-sentence token, which its reader appends to every line read.
 const EOS: &str = "</s>";
@@ -391,8 +391,7 @@ widen!(
 #[inline(always)]
 fn softmax_body(logits: &mut [f32]) {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    logits.iter_mut().for_each(|x| *x = exp(*x - max));
-    let inv = 1.0 / sum(logits);
+    let inv = 1.0 / map_sum(logits, |x| exp(x - max));
     logits.iter_mut().for_each(|p| *p = *p * inv + LOG_EPS);
 }
 
