@@ -183,7 +183,8 @@ impl Job {
         let rows = std::mem::take(&mut *self.rows.lock().expect("rows lock"));
         let n = self.items.len();
         // Every row is in once `remaining` is 0; a missing one would count as zeros.
-        let scores = |m: usize, i: usize| rows[m * n + i].as_ref().map_or(&[][..], Row::scores);
+        let row = |m: usize, i: usize| rows[m * n + i].as_ref();
+        let scores = |m: usize, i: usize| row(m, i).map_or(&[][..], Row::scores);
         let models = self.ensemble.models.len();
         match reply {
             Reply::Answers(tx) => {
@@ -195,7 +196,7 @@ impl Job {
                     .map(|(i, item)| {
                         let scores: Vec<&[f32]> = (0..models).map(|m| scores(m, i)).collect();
                         let readied: Vec<&Readied> = (0..models)
-                            .map(|m| rows[m * n + i].as_ref().map_or(&unready, |r| &r.readied))
+                            .map(|m| row(m, i).map_or(&unready, |r| &r.readied))
                             .collect();
                         self.ensemble.combine_readied(item, &scores, &readied)
                     })
