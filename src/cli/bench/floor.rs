@@ -117,9 +117,7 @@ impl<'a> Bare<'a> {
         });
         started.elapsed().as_secs_f64()
     }
-}
 
-impl Bare<'_> {
     /// Items per second with model m at batch `sizes[m]`, on `threads` threads at once, each
     /// taking its own `rows` items (a multiple of every size) through every model in turn, as
     /// [`measure`] does on one thread.
