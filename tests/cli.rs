@@ -513,6 +513,8 @@ fn bench_drives_a_server_over_both_transports_without_errors() {
             "batching on then off, back to back",
             "just before",
             "just after",
+            "cores %: compute / server I/O / clients",
+            "the load generator took",
         ],
     );
     // Every level's last column (errors) is 0.

@@ -35,6 +35,10 @@ use crate::ensemble::{Ensemble, ItemAnswer, ModelScores, PredictError, ValidItem
 use crate::runtime::{InputKind, Inputs, Runtime, Scores};
 use crate::telemetry;
 
+/// The compute threads' names start with this (then their number), for tools that tell threads
+/// apart: `top -H`, `perf`, the bench's count of where the cores went.
+pub const COMPUTE_THREAD_PREFIX: &str = "lastmile-compute-";
+
 /// The compute threads and the queues they serve.
 pub struct ComputePool {
     shared: Arc<Shared>,
@@ -91,7 +95,7 @@ impl ComputePool {
             .map(|i| {
                 let shared = Arc::clone(&shared);
                 std::thread::Builder::new()
-                    .name(format!("lastmile-compute-{i}"))
+                    .name(format!("{COMPUTE_THREAD_PREFIX}{i}"))
                     .spawn(move || compute_task(&shared))
             })
             .collect::<std::io::Result<_>>()?;

@@ -1,5 +1,7 @@
 //! The load generator: `concurrency` clients, each sending one-item requests back to back over one
 //! transport for a fixed time, every latency recorded. Items come from the benchmark data, cycled.
+//! The clients run on a runtime of their own, so that the cores they take are counted apart from
+//! the server's.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -9,6 +11,8 @@ use lastmile::proto::lastmile::v1 as pb;
 use lastmile::proto::lastmile::v1::lastmile_client::LastmileClient;
 use serde_json::{Map, Value};
 use tonic::transport::Channel;
+
+use super::cores::{self, Cores};
 
 /// How requests reach the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +49,8 @@ pub struct Level {
     pub errors: usize,
     /// What the server's own metrics say of the models meanwhile.
     pub runs: Option<Runs>,
+    /// Where the machine's cores went meanwhile.
+    pub cores: Option<Cores>,
 }
 
 /// The models' runs during a level, from the server's own metrics.
@@ -57,8 +63,40 @@ pub struct Runs {
     pub seconds_per_item: f64,
 }
 
-/// Runs `concurrency` clients for `duration` (after a short warm-up) and measures them.
-pub async fn run(
+/// The load generator's own runtime.
+pub struct Generator {
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Generator {
+    pub fn new() -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name(cores::CLIENT_THREADS)
+            .build()?;
+        Ok(Generator { runtime })
+    }
+
+    /// Runs `concurrency` clients for `duration` (after a short warm-up) and measures them.
+    pub async fn level(
+        &self,
+        target: &Target,
+        transport: Transport,
+        items: Arc<Vec<Map<String, Value>>>,
+        concurrency: usize,
+        duration: Duration,
+    ) -> Level {
+        let target = target.clone();
+        self.runtime
+            .spawn(async move { run(&target, transport, items, concurrency, duration).await })
+            .await
+            .expect("the load generator panicked")
+    }
+}
+
+/// Runs `concurrency` clients for `duration` (after a short warm-up) and measures them, on the
+/// current runtime.
+async fn run(
     target: &Target,
     transport: Transport,
     items: Arc<Vec<Map<String, Value>>>,
@@ -69,6 +107,14 @@ pub async fn run(
     let warm_up = duration.min(Duration::from_secs(1));
     let start = Instant::now() + warm_up;
     let end = start + duration;
+    // Where the cores go while the clients are measured.
+    let sampler = tokio::spawn(async move {
+        tokio::time::sleep_until(start.into()).await;
+        let before = cores::snapshot();
+        tokio::time::sleep_until(end.into()).await;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        cores::between(before?, cores::snapshot()?, cores)
+    });
     let grpc = match transport {
         Transport::Grpc => Some(connect(target).await),
         Transport::Rest => None,
@@ -134,6 +180,7 @@ pub async fn run(
         p99: pick(0.99),
         errors,
         runs: None,
+        cores: sampler.await.ok().flatten(),
     }
 }
 

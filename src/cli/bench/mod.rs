@@ -5,6 +5,7 @@
 //! with batching on) and at the highest concurrency. Tables print as Markdown, ready for
 //! BENCHMARKS.md.
 
+mod cores;
 mod floor;
 mod load;
 mod report;
@@ -84,8 +85,9 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .thread_name("lastmile-bench-io")
+        .thread_name(cores::SERVER_THREADS)
         .build()?;
+    let generator = load::Generator::new()?;
     let objects = Arc::new(objects);
     let top = *args.concurrency.iter().max().expect("at least one level");
     let (levels, bracket, saturation) = runtime.block_on(async {
@@ -105,8 +107,9 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
                 let before = bracketed.then(|| floor::latency(&bare, args.floor_rows, threads));
                 eprintln!("{} x{c}...", transport.as_str());
                 let before_runs = run_totals();
-                let mut level =
-                    load::run(&target, transport, Arc::clone(&objects), c, duration).await;
+                let mut level = generator
+                    .level(&target, transport, Arc::clone(&objects), c, duration)
+                    .await;
                 level.runs = runs_between(before_runs, run_totals(), ensemble.models.len());
                 if let Some(before) = before {
                     bracket = Some([before, floor::latency(&bare, args.floor_rows, threads)]);
@@ -141,21 +144,23 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
         let one = args.concurrency.contains(&1);
         Some(runtime.block_on(async {
             let level = |ensemble: &Arc<Ensemble>, clients: usize| {
-                let (ensemble, pool, objects) = (
+                let (ensemble, pool, objects, generator) = (
                     Arc::clone(ensemble),
                     Arc::clone(&pool),
                     Arc::clone(&objects),
+                    &generator,
                 );
                 async move {
                     let handle = start(ensemble, pool).await?;
-                    let level = load::run(
-                        &target(&handle),
-                        Transport::Grpc,
-                        objects,
-                        clients,
-                        duration,
-                    )
-                    .await;
+                    let level = generator
+                        .level(
+                            &target(&handle),
+                            Transport::Grpc,
+                            objects,
+                            clients,
+                            duration,
+                        )
+                        .await;
                     handle.shutdown();
                     Ok::<_, std::io::Error>(level)
                 }

@@ -39,6 +39,21 @@ fn runs_cells(l: &Level, threads: usize) -> String {
     )
 }
 
+/// The cell of where the cores went: compute threads / server I/O / clients, in % of all cores.
+fn cores_cell(l: &Level) -> String {
+    l.cores.map_or_else(
+        || "-".to_owned(),
+        |c| {
+            format!(
+                "{:.0} / {:.0} / {:.0}",
+                100.0 * c.compute,
+                100.0 * c.server,
+                100.0 * c.clients
+            )
+        },
+    )
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1e3)
 }
@@ -146,12 +161,12 @@ pub fn report(e: &Ensemble, args: &BenchArgs, m: &Measured) -> String {
     let _ = writeln!(out, "### Server, batching on\n");
     let _ = writeln!(
         out,
-        "| transport | clients | items/s | of floor | p50 ms | p90 ms | p99 ms | rows per model run | model ms per item | threads in models | errors |\n|---|---|---|---|---|---|---|---|---|---|---|"
+        "| transport | clients | items/s | of floor | p50 ms | p90 ms | p99 ms | rows per model run | model ms per item | threads in models | cores %: compute / server I/O / clients | errors |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for (t, l) in levels {
         let _ = writeln!(
             out,
-            "| {} | {} | {:.1} | {:.0} % | {} | {} | {} | {} | {} |",
+            "| {} | {} | {:.1} | {:.0} % | {} | {} | {} | {} | {} | {} |",
             t.as_str(),
             l.concurrency,
             l.items_per_second,
@@ -160,13 +175,15 @@ pub fn report(e: &Ensemble, args: &BenchArgs, m: &Measured) -> String {
             ms(l.p90),
             ms(l.p99),
             runs_cells(l, threads),
+            cores_cell(l),
             l.errors
         );
     }
-    let best = levels
+    let best_level = levels
         .iter()
-        .map(|(_, l)| l.items_per_second)
-        .fold(0.0, f64::max);
+        .map(|(_, l)| l)
+        .max_by(|a, b| a.items_per_second.total_cmp(&b.items_per_second));
+    let best = best_level.map_or(0.0, |l| l.items_per_second);
     if let Some((_, one)) = levels
         .iter()
         .find(|(t, l)| *t == Transport::Grpc && l.concurrency == 1)
@@ -209,6 +226,19 @@ pub fn report(e: &Ensemble, args: &BenchArgs, m: &Measured) -> String {
         100.0 * best / floor_tput,
         100.0 * best / floor.batched_side_by_side
     );
+    if let Some((l, c)) = best_level.and_then(|l| Some((l, l.cores?))) {
+        let left = (1.0 - c.clients).max(f64::MIN_POSITIVE);
+        let _ = writeln!(
+            out,
+            "At that level the load generator took {:.1} % of the cores, which a server serving \
+             clients elsewhere would have: against the floor on the {:.1} % of the cores left \
+             to the server, {:.1} items/s is {:.0} %.",
+            100.0 * c.clients,
+            100.0 * left,
+            l.items_per_second,
+            100.0 * l.items_per_second / (floor_tput * left)
+        );
+    }
     let busiest = saturation.as_ref().and_then(|s| {
         let level = levels
             .iter()
