@@ -19,11 +19,13 @@ use fasttext::dictionary::EntryType;
 use fasttext::FastText;
 
 mod output;
+mod tree;
 
 use output::OutputMatrix;
+use tree::{huffman_children, Tree, TreeScratch};
 
 use super::{InputKind, Inputs, LoadError, RunError, Runtime, Scores};
-use crate::wide::{exp, ln, map_sum, widen};
+use crate::wide::{exp, map_sum, widen};
 
 /// Official fastText's end-of-sentence token, which its reader appends to every line read.
 const EOS: &str = "</s>";
@@ -56,13 +58,9 @@ enum DenseLoss {
     Softmax,
     /// Also negative sampling, which predicts the same way.
     OneVsAll,
-    /// Hierarchical softmax: `children[i]` are the (left, right) children of internal node
-    /// `labels + i`, whose score is output row `i`; nodes below `labels` are leaves, and column
-    /// `c` holds leaf `column_leaf[c]`'s score.
-    Tree {
-        children: Vec<[u32; 2]>,
-        column_leaf: Vec<u32>,
-    },
+    /// Hierarchical softmax: the output matrix's rows are the tree's internal nodes, in the
+    /// order the walk takes them.
+    Tree(Tree),
 }
 
 impl FastTextModel {
@@ -100,12 +98,12 @@ impl FastTextModel {
         let dense_loss = match model.args().loss {
             LossName::Softmax => DenseLoss::Softmax,
             LossName::OneVsAll | LossName::NegativeSampling => DenseLoss::OneVsAll,
-            LossName::HierarchicalSoftmax => DenseLoss::Tree {
-                children: huffman_children(&dict.get_counts(EntryType::Label)),
-                column_leaf: (0..labels.len() as u32).collect(),
-            },
+            LossName::HierarchicalSoftmax => DenseLoss::Tree(Tree::new(
+                &huffman_children(&dict.get_counts(EntryType::Label)),
+                labels.len(),
+            )),
         };
-        if model.quant_output().is_some() && matches!(dense_loss, DenseLoss::Tree { .. }) {
+        if model.quant_output().is_some() && matches!(dense_loss, DenseLoss::Tree(_)) {
             // The crate scores quantised outputs with a softmax whatever the loss; official
             // fastText walks the tree. Refuse rather than answer something else.
             return Err(bad(
@@ -127,7 +125,10 @@ impl FastTextModel {
                         labels.len()
                     )));
                 }
-                let output = OutputMatrix::new(wo.data(), labels.len(), dim);
+                let mut output = OutputMatrix::new(wo.data(), labels.len(), dim);
+                if let DenseLoss::Tree(tree) = &loss {
+                    output = output.select_rows(&tree.node_rows(labels.len()));
+                }
                 Scorer::Gemm { output, loss }
             }
             _ => Scorer::PerRow {
@@ -230,14 +231,11 @@ impl FastTextModel {
                     }
                 }
             }
-            DenseLoss::Tree {
-                children,
-                column_leaf,
-            } => {
+            DenseLoss::Tree(tree) => {
                 let mut logits = Vec::new();
                 output.products(&hidden, texts.len(), &mut logits);
                 out.data.resize(texts.len() * n, 0.0);
-                let mut tree = TreeScratch::default();
+                let mut scratch = TreeScratch::default();
                 let rows = logits
                     .chunks_exact(n.max(1))
                     .zip(out.data.chunks_exact_mut(n.max(1)));
@@ -245,7 +243,7 @@ impl FastTextModel {
                     if empty[row] {
                         dst.fill(0.0);
                     } else {
-                        walk_tree(children, column_leaf, logits, &mut tree, dst);
+                        tree.walk(logits, &mut scratch, dst);
                     }
                 }
             }
@@ -263,122 +261,6 @@ impl FastTextModel {
                 }
             }
         }
-    }
-}
-
-/// The children of every internal node of fastText's Huffman tree over label counts (sorted by
-/// count, descending, as the dictionary holds them): the same construction as fastText's
-/// `HierarchicalSoftmaxLoss::buildTree`, so node `labels + i` scores with output row `i`.
-fn huffman_children(counts: &[i64]) -> Vec<[u32; 2]> {
-    let n = counts.len();
-    let mut count: Vec<i64> = counts.to_vec();
-    count.resize(2 * n - 1, 1_000_000_000_000_000);
-    let mut children = Vec::with_capacity(n.saturating_sub(1));
-    let (mut leaf, mut node) = (n as i64 - 1, n);
-    for i in n..2 * n - 1 {
-        let mut pick = [0usize; 2];
-        for p in &mut pick {
-            if leaf >= 0 && count[leaf as usize] < count[node] {
-                *p = leaf as usize;
-                leaf -= 1;
-            } else {
-                *p = node;
-                node += 1;
-            }
-        }
-        count[i] = count[pick[0]] + count[pick[1]];
-        children.push([pick[0] as u32, pick[1] as u32]);
-    }
-    children
-}
-
-/// Scores every leaf as fastText's tree search does with threshold 0: the sum of
-/// `log(p + 1e-5)` along the path (left: 1 − σ, right: σ, exact sigmoid of the node's output
-/// row), leaves whose path drops below log(1e-5) at any node left at 0. `node_logits[i]` is
-/// internal node `labels + i`'s product with the sentence vector; column c holds leaf
-/// `column_leaf[c]`.
-///
-/// Where fastText searches depth first, this walks the nodes from the root down in one pass
-/// (every node was built after its children, so descending order meets a parent first): each
-/// node hands its score plus the branch term to its children, and a node below the floor hands
-/// down −∞, which prunes its subtree exactly as the search does. Same additions, same answer to
-/// the bit, no stack and no unpredictable branch; the logarithms and exponentials run over whole
-/// rows in wide loops ([`branch_logs`], [`leaf_probabilities`]). The leaves' scores are gathered
-/// into the row in column order: `dst` may be cold memory, and writes in order stream into it
-/// where scattered ones would miss the cache one by one.
-fn walk_tree(
-    children: &[[u32; 2]],
-    column_leaf: &[u32],
-    node_logits: &[f32],
-    scratch: &mut TreeScratch,
-    dst: &mut [f32],
-) {
-    let labels = dst.len();
-    let floor = LOG_EPS.ln();
-    if children.is_empty() {
-        // One label: the root is the leaf.
-        dst[0] = 1.0;
-        return;
-    }
-    let nodes = children.len();
-    let TreeScratch { left, right, path } = scratch;
-    left.resize(nodes, 0.0);
-    right.resize(nodes, 0.0);
-    branch_logs(&node_logits[..nodes], left, right);
-    path.resize(labels + nodes, 0.0);
-    path[labels + nodes - 1] = 0.0; // the root
-    for i in (0..nodes).rev() {
-        let score = path[labels + i];
-        let score = if score < floor {
-            f32::NEG_INFINITY
-        } else {
-            score
-        };
-        let [l, r] = children[i];
-        path[l as usize] = score + left[i];
-        path[r as usize] = score + right[i];
-    }
-    let leaves = &path[..labels];
-    for (d, &leaf) in dst.iter_mut().zip(column_leaf) {
-        *d = leaves[leaf as usize];
-    }
-    leaf_probabilities(dst, floor);
-}
-
-/// Buffers a tree walk reuses from row to row.
-#[derive(Default)]
-struct TreeScratch {
-    left: Vec<f32>,
-    right: Vec<f32>,
-    /// Every node's path score: leaves first, then internal nodes.
-    path: Vec<f32>,
-}
-
-widen!(
-    /// Each internal node's two branch terms: fastText's `log(1 − σ(x) + 1e-5)` (left) and
-    /// `log(σ(x) + 1e-5)` (right) of its logit x.
-    fn branch_logs(logits: &[f32], left: &mut [f32], right: &mut [f32]) = branch_logs_body
-);
-
-#[inline(always)]
-fn branch_logs_body(logits: &[f32], left: &mut [f32], right: &mut [f32]) {
-    for ((&x, l), r) in logits.iter().zip(left.iter_mut()).zip(right.iter_mut()) {
-        let f = 1.0 / (1.0 + exp(-x));
-        *l = ln(1.0 - f + LOG_EPS);
-        *r = ln(f + LOG_EPS);
-    }
-}
-
-widen!(
-    /// A leaf's path score to its probability; leaves the search pruned (below `floor`) to 0.
-    fn leaf_probabilities(scores: &mut [f32], floor: f32) = leaf_probabilities_body
-);
-
-#[inline(always)]
-fn leaf_probabilities_body(scores: &mut [f32], floor: f32) {
-    for s in scores.iter_mut() {
-        let p = exp(*s);
-        *s = if *s >= floor { p } else { 0.0 };
     }
 }
 
@@ -428,12 +310,9 @@ impl Runtime for FastTextModel {
         self.labels = order.iter().map(|&c| self.labels[c].clone()).collect();
         match &mut self.scorer {
             Scorer::Gemm {
-                output,
-                loss: DenseLoss::Tree { column_leaf, .. },
-            } => {
-                let _ = output; // internal nodes keep their rows
-                *column_leaf = order.iter().map(|&c| column_leaf[c]).collect();
-            }
+                loss: DenseLoss::Tree(tree),
+                ..
+            } => tree.reorder_columns(order), // internal nodes keep their rows
             Scorer::Gemm { output, .. } => {
                 *output = output.select_rows(order);
             }
@@ -476,60 +355,6 @@ mod tests {
         assert_eq!(sigmoid_table(0.0), 0.5);
         // 0.02 lies inside the step starting at 0: the table answers sigmoid(0), not sigmoid(0.02).
         assert_eq!(sigmoid_table(0.02), 0.5);
-    }
-
-    /// fastText's own depth-first search, kept here as the reference the one-pass walk must equal.
-    fn depth_first(children: &[[u32; 2]], node_logits: &[f32], labels: usize) -> Vec<f32> {
-        let floor = LOG_EPS.ln();
-        let mut out = vec![0.0f32; labels];
-        let (mut left, mut right) = (vec![0.0; children.len()], vec![0.0; children.len()]);
-        branch_logs(&node_logits[..children.len()], &mut left, &mut right);
-        let mut stack = vec![(labels + children.len() - 1, 0.0f32)];
-        while let Some((node, score)) = stack.pop() {
-            if score < floor {
-                continue;
-            }
-            if node < labels {
-                out[node] = exp(score);
-                continue;
-            }
-            let [l, r] = children[node - labels];
-            stack.push((r as usize, score + right[node - labels]));
-            stack.push((l as usize, score + left[node - labels]));
-        }
-        out
-    }
-
-    #[test]
-    fn the_one_pass_walk_equals_the_depth_first_search_to_the_bit() {
-        let labels = 300;
-        // Skewed counts make a deep, lopsided tree, as real label frequencies do.
-        let counts: Vec<i64> = (0..labels as i64)
-            .map(|i| 1 + (i * 7919) % 97 * (i % 5 + 1))
-            .collect();
-        let children = huffman_children(&counts);
-        let column_leaf: Vec<u32> = (0..labels as u32).collect();
-        let mut scratch = TreeScratch::default();
-        let mut pruned = 0;
-        for seed in 0..20u32 {
-            // Logits from ±0.1 (nothing pruned) to ±12 (most of the tree pruned).
-            let scale = 0.1 + seed as f32 * 0.6;
-            let logits: Vec<f32> = (0..labels - 1)
-                .map(|i| {
-                    let h = (i as u32)
-                        .wrapping_mul(2_654_435_761)
-                        .wrapping_add(seed * 40_503);
-                    ((h >> 8) as f32 / (1u32 << 24) as f32 - 0.5) * 2.0 * scale
-                })
-                .collect();
-            let want = depth_first(&children, &logits, labels);
-            let mut got = vec![0.0f32; labels];
-            walk_tree(&children, &column_leaf, &logits, &mut scratch, &mut got);
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&got), bits(&want), "seed {seed}");
-            pruned += want.iter().filter(|&&p| p == 0.0).count();
-        }
-        assert!(pruned > 0, "some subtrees were pruned");
     }
 
     #[test]
