@@ -1,9 +1,9 @@
 //! `lastmile bench`: serving throughput and latency against the bare floor, side by side in one
 //! run. It measures the ensemble's models directly (the floor), serves the ensemble in this
-//! process on loopback, drives it over gRPC and REST at a range of concurrencies, then serves it
-//! again with batching off (`max_batch = 1`) and drives that at one client (right after one client
-//! with batching on) and at the highest concurrency. Tables print as Markdown, ready for
-//! BENCHMARKS.md.
+//! process on loopback (or drives a server already running elsewhere, with `--rest` and `--grpc`),
+//! drives it over gRPC and REST at a range of concurrencies, then serves it again with batching off
+//! (`max_batch = 1`) and drives that at one client (right after one client with batching on) and
+//! at the highest concurrency. Tables print as Markdown, ready for BENCHMARKS.md.
 
 mod cores;
 mod floor;
@@ -48,6 +48,15 @@ pub struct BenchArgs {
     /// Skip the comparison with batching off.
     #[arg(long)]
     no_unbatched: bool,
+    /// Drive a server already running, serving the ensemble of --manifest, at this REST address
+    /// (`http://host:port`) instead of serving it in this process. The floor is still measured
+    /// here (give --threads as the server has them); the server's model columns come from its
+    /// `/metrics`; batching off is skipped.
+    #[arg(long, requires = "grpc", value_name = "URL")]
+    rest: Option<String>,
+    /// The running server's gRPC address (`http://host:port`), with --rest.
+    #[arg(long, requires = "rest", value_name = "URL")]
+    grpc: Option<String>,
 }
 
 pub fn run(args: BenchArgs) -> Result<(), Failure> {
@@ -76,23 +85,43 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
     )?);
     let rss = resident_bytes();
     let (objects, items) = read_items(&ensemble, &args.data)?;
+    let running = args
+        .rest
+        .clone()
+        .zip(args.grpc.clone())
+        .map(|(http, grpc)| Target {
+            http: http.trim_end_matches('/').to_owned(),
+            grpc,
+        });
     let pool = Arc::new(ComputePool::new(args.ensemble.threads)?);
     let threads = pool.threads();
-
-    eprintln!("measuring the floor ({} models)...", ensemble.models.len());
-    let bare = floor::Bare::new(&ensemble, &items);
-    let floor = floor::measure(&bare, args.floor_rows, threads);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name(cores::SERVER_THREADS)
         .build()?;
     let generator = load::Generator::new()?;
+    if let Some(target) = &running {
+        runtime.block_on(check_serves(target, &ensemble))?;
+    }
+
+    eprintln!("measuring the floor ({} models)...", ensemble.models.len());
+    let bare = floor::Bare::new(&ensemble, &items);
+    let floor = floor::measure(&bare, args.floor_rows, threads);
+
     let objects = Arc::new(objects);
     let top = *args.concurrency.iter().max().expect("at least one level");
     let (levels, bracket, saturation) = runtime.block_on(async {
-        let handle = start(Arc::clone(&ensemble), Arc::clone(&pool)).await?;
-        let target = target(&handle);
+        let (handle, target) = match &running {
+            Some(target) => (None, target.clone()),
+            None => {
+                let handle = start(Arc::clone(&ensemble), Arc::clone(&pool)).await?;
+                let target = target(&handle);
+                (Some(handle), target)
+            }
+        };
+        // The server's own metrics: in this process, or the running server's /metrics.
+        let metrics = running.as_ref().map(|t| format!("{}/metrics", t.http));
         let mut levels = Vec::new();
         let (mut bracket, mut saturation) = (None, None);
         for &transport in &transports {
@@ -106,11 +135,16 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
                 let bracketed = transport == Transport::Grpc && c == 1;
                 let before = bracketed.then(|| floor::latency(&bare, args.floor_rows, threads));
                 eprintln!("{} x{c}...", transport.as_str());
-                let before_runs = run_totals();
+                let before_runs = run_totals(metrics.as_deref()).await;
                 let mut level = generator
                     .level(&target, transport, Arc::clone(&objects), c, duration)
                     .await;
-                level.runs = runs_between(before_runs, run_totals(), ensemble.models.len());
+                let after_runs = run_totals(metrics.as_deref()).await;
+                level.runs = runs_between(before_runs, after_runs, ensemble.models.len());
+                if running.is_some() {
+                    // Only the clients' threads are in this process.
+                    level.cores = None;
+                }
                 if let Some(before) = before {
                     bracket = Some([before, floor::latency(&bare, args.floor_rows, threads)]);
                 }
@@ -124,11 +158,13 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
                 levels.push((transport, level));
             }
         }
-        handle.shutdown();
-        Ok::<_, std::io::Error>((levels, bracket, saturation))
+        if let Some(handle) = handle {
+            handle.shutdown();
+        }
+        Ok::<_, Failure>((levels, bracket, saturation))
     })?;
 
-    let unbatched = if args.no_unbatched {
+    let unbatched = if args.no_unbatched || running.is_some() {
         None
     } else {
         let mut off = manifest;
@@ -187,6 +223,9 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
             &Measured {
                 threads,
                 rss,
+                running: running
+                    .as_ref()
+                    .map(|t| format!("{} (REST) and {} (gRPC)", t.http, t.grpc)),
                 floor,
                 levels,
                 bracket,
@@ -265,8 +304,12 @@ struct RunTotals {
     seconds: f64,
 }
 
-fn run_totals() -> Option<RunTotals> {
-    let text = lastmile::telemetry::install()?.render();
+/// The totals from the server's metrics: this process's own, or those served at `url`.
+async fn run_totals(url: Option<&str>) -> Option<RunTotals> {
+    let text = match url {
+        None => lastmile::telemetry::install()?.render(),
+        Some(url) => reqwest::get(url).await.ok()?.text().await.ok()?,
+    };
     let total = |metric: &str, suffix: &str| -> f64 {
         let prefix = format!("{metric}_{suffix}{{");
         text.lines()
@@ -280,6 +323,32 @@ fn run_totals() -> Option<RunTotals> {
         runs: total(BATCH_ROWS, "count"),
         seconds: total(MODEL_RUN_DURATION, "sum"),
     })
+}
+
+/// Fails unless the server at `target` serves `ensemble` (same name and version): a floor of
+/// other models says nothing about it.
+async fn check_serves(target: &Target, ensemble: &Ensemble) -> Result<(), Failure> {
+    let url = format!("{}/v1/ensemble", target.http);
+    let fail = |message: String| Failure { message, code: 2 };
+    let served: Value = reqwest::get(&url)
+        .await
+        .map_err(|e| fail(format!("--rest: cannot reach {url}: {e}")))?
+        .json()
+        .await
+        .map_err(|e| fail(format!("--rest: {url} did not answer JSON: {e}")))?;
+    let (name, version) = (served["name"].as_str(), served["version"].as_str());
+    if name != Some(ensemble.name.as_str()) || version != Some(ensemble.version.as_str()) {
+        return Err(fail(format!(
+            "--rest: the server at {} serves ensemble {} version {}, but --manifest is {} \
+             version {}",
+            target.http,
+            name.unwrap_or("?"),
+            version.unwrap_or("?"),
+            ensemble.name,
+            ensemble.version
+        )));
+    }
+    Ok(())
 }
 
 /// The models' runs between two [`run_totals`] of an ensemble of `models` models.

@@ -70,6 +70,8 @@ pub struct Measured {
     pub threads: usize,
     /// Resident memory after loading the ensemble.
     pub rss: Option<u64>,
+    /// The running server driven (its addresses), when not serving in this process.
+    pub running: Option<String>,
     pub floor: floor::Floor,
     pub levels: Vec<(Transport, Level)>,
     /// One client's references measured just before and just after the one-client gRPC level.
@@ -93,6 +95,7 @@ pub fn report(e: &Ensemble, args: &BenchArgs, m: &Measured) -> String {
     let Measured {
         threads,
         rss,
+        ref running,
         ref floor,
         ref levels,
         bracket,
@@ -117,6 +120,17 @@ pub fn report(e: &Ensemble, args: &BenchArgs, m: &Measured) -> String {
         rss.map_or("unknown".into(), human_bytes),
         args.duration,
         args.data.display(),
+    );
+    let _ = writeln!(
+        out,
+        "- server: {}",
+        running.as_ref().map_or_else(
+            || "served in this process on loopback, on the same cores as the clients".to_owned(),
+            |at| format!(
+                "already running at {at}; its model columns from its /metrics, the floor \
+                 measured on this machine"
+            )
+        )
     );
     let _ = writeln!(
         out,
