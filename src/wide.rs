@@ -1,8 +1,7 @@
 //! Hot float loops built twice: for the baseline x86-64 CPU and for AVX2 / AVX-512, chosen at run
 //! time, so one portable binary runs eight or sixteen floats per instruction where the CPU can; and
 //! what such loops call: a map-and-sum in fixed lanes (reproducible, and no chain of dependent
-//! adds), and
-//! the branch-free `ln`/`exp` (scalar libm calls do not vectorise: in fastText's
+//! adds), and the branch-free `ln`/`exp` (scalar libm calls do not vectorise: in fastText's
 //! hierarchical softmax and in the vote's temperature they cost more than the arithmetic around
 //! them). Both are within a few ulp of `f32::ln`/`f32::exp` over the ranges used (tested below);
 //! `exp` is Cephes' `expf`, the polynomial most SIMD math libraries use. Their polynomials

@@ -471,6 +471,42 @@ fn eval_names_the_bad_line_of_its_data() {
     assert_mentions(&stderr, &["bad.jsonl:2", "label"]);
 }
 
+/// `lastmile bench` on `manifest` over `data`, kept short (levels of 1 and 2 clients, a small
+/// floor), with `extra` arguments.
+fn bench(manifest: &str, data: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "bench",
+        "--manifest",
+        manifest,
+        "--data",
+        data.to_str().unwrap(),
+        "--duration",
+        "0.2",
+        "--concurrency",
+        "1,2",
+        "--floor-rows",
+        "8",
+    ];
+    args.extend_from_slice(extra);
+    lastmile(&args, "")
+}
+
+/// The load levels' rows of a bench report, each checked to have had no failed request (its
+/// last column, errors, is 0).
+fn level_rows(stdout: &str) -> Vec<&str> {
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("| gRPC") || l.starts_with("| REST"))
+        .collect();
+    for row in &rows {
+        assert!(
+            row.trim_end().ends_with("| 0 |"),
+            "no failed request: {row}"
+        );
+    }
+    rows
+}
+
 #[test]
 fn bench_drives_a_server_over_both_transports_without_errors() {
     let (dir, path) = manifest(&two_fasttext_models());
@@ -480,22 +516,7 @@ fn bench_drives_a_server_over_both_transports_without_errors() {
         "{\"title\":\"chef knife\"}\n{\"title\":\"camping tent\",\"label\":\"x\"}\n",
     )
     .unwrap();
-    let out = lastmile(
-        &[
-            "bench",
-            "--manifest",
-            &path,
-            "--data",
-            data.to_str().unwrap(),
-            "--duration",
-            "0.2",
-            "--concurrency",
-            "1,2",
-            "--floor-rows",
-            "8",
-        ],
-        "",
-    );
+    let out = bench(&path, &data, &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -517,19 +538,8 @@ fn bench_drives_a_server_over_both_transports_without_errors() {
             "the load generator took",
         ],
     );
-    // Every level's last column (errors) is 0.
-    let rows: Vec<&str> = stdout
-        .lines()
-        .filter(|l| l.starts_with("| gRPC") || l.starts_with("| REST"))
-        .collect();
     // Four levels batching on; one client and the busiest level batching off.
-    assert_eq!(rows.len(), 6, "{stdout}");
-    for row in rows {
-        assert!(
-            row.trim_end().ends_with("| 0 |"),
-            "no failed request: {row}"
-        );
-    }
+    assert_eq!(level_rows(&stdout).len(), 6, "{stdout}");
 }
 
 /// A `lastmile serve` on free loopback ports; killed when dropped.
@@ -598,29 +608,8 @@ fn bench_drives_a_server_already_running_and_refuses_another_ensemble() {
     )
     .unwrap();
     let served = Served::start(&path);
-    let bench = |manifest: &str| {
-        lastmile(
-            &[
-                "bench",
-                "--manifest",
-                manifest,
-                "--data",
-                data.to_str().unwrap(),
-                "--duration",
-                "0.2",
-                "--concurrency",
-                "1,2",
-                "--floor-rows",
-                "8",
-                "--rest",
-                &served.rest,
-                "--grpc",
-                &served.grpc,
-            ],
-            "",
-        )
-    };
-    let out = bench(&path);
+    let running = ["--rest", &served.rest, "--grpc", &served.grpc];
+    let out = bench(&path, &data, &running);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -629,17 +618,10 @@ fn bench_drives_a_server_already_running_and_refuses_another_ensemble() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_mentions(&stdout, &["already running at", &served.rest, "Bare floor"]);
-    let rows: Vec<&str> = stdout
-        .lines()
-        .filter(|l| l.starts_with("| gRPC") || l.starts_with("| REST"))
-        .collect();
+    let rows = level_rows(&stdout);
     // Two levels per transport; batching off needs the ensemble served here, so none.
     assert_eq!(rows.len(), 4, "{stdout}");
     for row in rows {
-        assert!(
-            row.trim_end().ends_with("| 0 |"),
-            "no failed request: {row}"
-        );
         // The model columns come from the running server's /metrics.
         assert!(
             !row.contains("| - | - | - |"),
@@ -651,7 +633,7 @@ fn bench_drives_a_server_already_running_and_refuses_another_ensemble() {
     let other = two_fasttext_models().replacen("name = \"t\"", "name = \"u\"", 1);
     let other_path = dir.path().join("other.toml");
     std::fs::write(&other_path, other).unwrap();
-    let out = bench(other_path.to_str().unwrap());
+    let out = bench(other_path.to_str().unwrap(), &data, &running);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert_mentions(&stderr, &["serves ensemble t version 1", "--manifest is u"]);

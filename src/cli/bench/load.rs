@@ -63,60 +63,70 @@ pub struct Runs {
     pub seconds_per_item: f64,
 }
 
+/// One load level: `clients` concurrent clients, each sending one-item requests to `target` over
+/// `transport` back to back for `duration` (after a short warm-up), items cycled.
+pub struct Load {
+    pub target: Target,
+    pub transport: Transport,
+    pub items: Arc<Vec<Map<String, Value>>>,
+    pub clients: usize,
+    pub duration: Duration,
+}
+
 /// The load generator's own runtime.
 pub struct Generator {
     runtime: tokio::runtime::Runtime,
+    /// Whether each level says where this process's cores went: only telling when the server
+    /// runs in this process too.
+    count_cores: bool,
 }
 
 impl Generator {
-    pub fn new() -> std::io::Result<Self> {
+    pub fn new(count_cores: bool) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .thread_name(cores::CLIENT_THREADS)
             .build()?;
-        Ok(Generator { runtime })
+        Ok(Generator {
+            runtime,
+            count_cores,
+        })
     }
 
-    /// Runs `concurrency` clients for `duration` (after a short warm-up) and measures them.
-    pub async fn level(
-        &self,
-        target: &Target,
-        transport: Transport,
-        items: Arc<Vec<Map<String, Value>>>,
-        concurrency: usize,
-        duration: Duration,
-    ) -> Level {
-        let target = target.clone();
+    /// Runs `load` on the generator's runtime and measures it.
+    pub async fn level(&self, load: Load) -> Level {
         self.runtime
-            .spawn(async move { run(&target, transport, items, concurrency, duration).await })
+            .spawn(run(load, self.count_cores))
             .await
             .expect("the load generator panicked")
     }
 }
 
-/// Runs `concurrency` clients for `duration` (after a short warm-up) and measures them, on the
-/// current runtime.
-async fn run(
-    target: &Target,
-    transport: Transport,
-    items: Arc<Vec<Map<String, Value>>>,
-    concurrency: usize,
-    duration: Duration,
-) -> Level {
+/// Runs `load` on the current runtime and measures it.
+async fn run(load: Load, count_cores: bool) -> Level {
+    let Load {
+        target,
+        transport,
+        items,
+        clients: concurrency,
+        duration,
+    } = load;
     let next = Arc::new(AtomicUsize::new(0));
     let warm_up = duration.min(Duration::from_secs(1));
     let start = Instant::now() + warm_up;
     let end = start + duration;
     // Where the cores go while the clients are measured.
-    let sampler = tokio::spawn(async move {
-        tokio::time::sleep_until(start.into()).await;
-        let before = cores::snapshot();
-        tokio::time::sleep_until(end.into()).await;
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        cores::between(before?, cores::snapshot()?, cores)
+    let sampler = count_cores.then(|| {
+        tokio::spawn(async move {
+            tokio::time::sleep_until(start.into()).await;
+            let before = cores::snapshot();
+            tokio::time::sleep_until(end.into()).await;
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            cores::between(before?, cores::snapshot()?, cores)
+        })
     });
     let grpc = match transport {
-        Transport::Grpc => Some(connect(target).await),
+        Transport::Grpc => Some(connect(&target).await),
         Transport::Rest => None,
     };
     let http = reqwest::Client::builder()
@@ -180,7 +190,10 @@ async fn run(
         p99: pick(0.99),
         errors,
         runs: None,
-        cores: sampler.await.ok().flatten(),
+        cores: match sampler {
+            Some(sampler) => sampler.await.ok().flatten(),
+            None => None,
+        },
     }
 }
 

@@ -22,7 +22,7 @@ use lastmile::scheduler::ComputePool;
 use lastmile::server::{self, Limits, ServerConfig};
 use serde_json::{Map, Value};
 
-use self::load::{Runs, Target, Transport};
+use self::load::{Load, Runs, Target, Transport};
 use self::report::{report, Measured, Saturation, Unbatched};
 use super::{EnsembleArgs, Failure};
 
@@ -100,7 +100,8 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
         .enable_all()
         .thread_name(cores::SERVER_THREADS)
         .build()?;
-    let generator = load::Generator::new()?;
+    // With the server elsewhere, only the clients' threads are in this process.
+    let generator = load::Generator::new(running.is_none())?;
     if let Some(target) = &running {
         runtime.block_on(check_serves(target, &ensemble))?;
     }
@@ -137,14 +138,16 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
                 eprintln!("{} x{c}...", transport.as_str());
                 let before_runs = run_totals(metrics.as_deref()).await;
                 let mut level = generator
-                    .level(&target, transport, Arc::clone(&objects), c, duration)
+                    .level(Load {
+                        target: target.clone(),
+                        transport,
+                        items: Arc::clone(&objects),
+                        clients: c,
+                        duration,
+                    })
                     .await;
                 let after_runs = run_totals(metrics.as_deref()).await;
                 level.runs = runs_between(before_runs, after_runs, ensemble.models.len());
-                if running.is_some() {
-                    // Only the clients' threads are in this process.
-                    level.cores = None;
-                }
                 if let Some(before) = before {
                     bracket = Some([before, floor::latency(&bare, args.floor_rows, threads)]);
                 }
@@ -179,23 +182,23 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
         // does not decide the comparison; then the busiest level with batching off.
         let one = args.concurrency.contains(&1);
         Some(runtime.block_on(async {
+            let generator = &generator;
             let level = |ensemble: &Arc<Ensemble>, clients: usize| {
-                let (ensemble, pool, objects, generator) = (
+                let (ensemble, pool, items) = (
                     Arc::clone(ensemble),
                     Arc::clone(&pool),
                     Arc::clone(&objects),
-                    &generator,
                 );
                 async move {
                     let handle = start(ensemble, pool).await?;
                     let level = generator
-                        .level(
-                            &target(&handle),
-                            Transport::Grpc,
-                            objects,
+                        .level(Load {
+                            target: target(&handle),
+                            transport: Transport::Grpc,
+                            items,
                             clients,
                             duration,
-                        )
+                        })
                         .await;
                     handle.shutdown();
                     Ok::<_, std::io::Error>(level)
