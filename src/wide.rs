@@ -6,7 +6,9 @@
 //! them). Both are within a few ulp of `f32::ln`/`f32::exp` over the ranges used (tested below);
 //! `exp` is Cephes' `expf`, the polynomial most SIMD math libraries use. Their polynomials
 //! use fused multiply-adds (`mul_add`): one instruction a step where the CPU has FMA, and the same
-//! correctly rounded result from libm where it has not, so every build answers alike.
+//! correctly rounded result from libm where it has not, so every build answers alike. The one
+//! softmax that fastText's softmax models and ONNX models that output logits both go through
+//! lives here too.
 
 /// `widen!(pub(crate) fn name(args) -> T = body)` defines `name`, which calls `body` (an
 /// `#[inline(always)]` function) compiled for AVX-512 or AVX2 with FMA (sixteen or eight floats per
@@ -62,6 +64,50 @@ pub(crate) fn map_sum(xs: &mut [f32], f: impl Fn(f32) -> f32) -> f32 {
     let rest = chunks.into_remainder();
     rest.iter_mut().for_each(|v| *v = f(*v));
     lanes.iter().sum::<f32>() + rest.iter().sum::<f32>()
+}
+
+widen!(
+    /// Softmax of one row of logits, in place, with `floor` added to every probability (fastText
+    /// reports p + 1e-5; ONNX logits add 0). Shifted by the row's largest logit so nothing
+    /// overflows. A row with a NaN turns all NaN, as the plain formula would make it (the vote
+    /// then counts it as zeros); a row whose largest logit is infinite is left as it is.
+    pub(crate) fn softmax(row: &mut [f32], floor: f32) = softmax_body
+);
+
+#[inline(always)]
+fn softmax_body(row: &mut [f32], floor: f32) {
+    // The largest logit and whether there is a NaN, in lanes (NaN never wins a `>`).
+    let (mut tops, mut nan) = ([f32::NEG_INFINITY; LANES], [false; LANES]);
+    let chunks = row.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..LANES {
+            tops[i] = if c[i] > tops[i] { c[i] } else { tops[i] };
+            nan[i] |= c[i].is_nan();
+        }
+    }
+    let mut max = f32::NEG_INFINITY;
+    for &v in tops.iter().chain(rest) {
+        max = if v > max { v } else { max };
+    }
+    if nan.iter().any(|&n| n) || rest.iter().any(|v| v.is_nan()) {
+        row.fill(f32::NAN);
+        return;
+    }
+    if !max.is_finite() {
+        return;
+    }
+    // Below e^-87 a term is beneath f32's normal range (and [`exp`]'s clamp): it counts as 0.
+    let term = |x: f32| {
+        let z = x - max;
+        if z > -87.0 {
+            exp(z)
+        } else {
+            0.0
+        }
+    };
+    let inv = 1.0 / map_sum(row, term);
+    row.iter_mut().for_each(|p| *p = *p * inv + floor);
 }
 
 /// Natural logarithm of a positive normal number (callers clamp to a floor >= `f32::MIN_POSITIVE`).
@@ -126,6 +172,39 @@ mod tests {
             x *= 1.001_3;
         }
         assert_eq!(ln(1.0), 0.0);
+    }
+
+    #[test]
+    fn softmax_is_stable_and_sums_to_one() {
+        let mut row: Vec<f32> = (0..1000).map(|i| (i % 37) as f32 * 0.7 - 10.0).collect();
+        row[3] = 1000.0;
+        row[4] = 999.0;
+        softmax(&mut row, 0.0);
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!((row[3] - 0.731_058_6).abs() < 1e-6, "{}", row[3]);
+        assert_eq!(row[0], 0.0);
+        // Against the plain formula in f64, over as many logits as the demo's label space.
+        let logits: Vec<f32> = (0..7_203)
+            .map(|i| ((i * 7919) % 101) as f32 / 9.0)
+            .collect();
+        let (mut got, max) = (logits.clone(), 101.0f64 / 9.0);
+        softmax(&mut got, 0.0);
+        let total: f64 = logits.iter().map(|&z| (z as f64 - max).exp()).sum();
+        for (g, &z) in got.iter().zip(&logits) {
+            let want = (z as f64 - max).exp() / total;
+            assert!(
+                (*g as f64 - want).abs() <= 1e-6 * want,
+                "{g} against {want}"
+            );
+        }
+        // A NaN logit spoils the row, as it would the formula; an infinite one is left alone.
+        let mut bad = vec![0.5f32; 40];
+        bad[39] = f32::NAN;
+        softmax(&mut bad, 0.0);
+        assert!(bad.iter().all(|v| v.is_nan()));
+        let mut inf = [1.0, f32::INFINITY];
+        softmax(&mut inf, 0.0);
+        assert_eq!(inf, [1.0, f32::INFINITY]);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use output::OutputMatrix;
 use tree::{huffman_children, Tree, TreeScratch};
 
 use super::{InputKind, Inputs, LoadError, RunError, Runtime, Scores};
-use crate::wide::{exp, map_sum, widen};
+use crate::wide::softmax;
 
 /// Official fastText's end-of-sentence token, which its reader appends to every line read.
 const EOS: &str = "</s>";
@@ -264,17 +264,10 @@ impl FastTextModel {
     }
 }
 
-widen!(
-    /// Softmax as fastText computes it, in place: subtract the max, exponentiate, divide by the
-    /// sum; then fastText's 1e-5 added (exp(log(p + 1e-5)) is p + 1e-5 to within a rounding).
-    fn softmax_in_place(logits: &mut [f32]) = softmax_body
-);
-
-#[inline(always)]
-fn softmax_body(logits: &mut [f32]) {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let inv = 1.0 / map_sum(logits, |x| exp(x - max));
-    logits.iter_mut().for_each(|p| *p = *p * inv + LOG_EPS);
+/// Softmax as fastText computes it, in place: subtract the max, exponentiate, divide by the sum;
+/// then fastText's 1e-5 added (exp(log(p + 1e-5)) is p + 1e-5 to within a rounding).
+fn softmax_in_place(logits: &mut [f32]) {
+    softmax(logits, LOG_EPS);
 }
 
 /// fastText's table sigmoid (512 steps over [-8, 8]), which one-vs-all models report with; an

@@ -21,6 +21,7 @@ use bind::{
 };
 
 use super::{ort_env, InputKind, Inputs, LoadError, RunError, Runtime, Scores};
+use crate::wide::softmax;
 
 /// What a model's input tensor is fed from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -333,7 +334,7 @@ impl OnnxModel {
         drop(slot);
         if self.scores == ScoreKind::Logits {
             for chunk in out.data.chunks_mut(cols.max(1)) {
-                softmax_in_place(chunk);
+                softmax(chunk, 0.0);
             }
         }
         Ok(())
@@ -503,35 +504,4 @@ fn fill_zipmap_row(
         row[col] = score;
     }
     Ok(())
-}
-
-/// Softmax over one row, in f32, shifted by the row maximum so large logits cannot overflow.
-pub fn softmax_in_place(row: &mut [f32]) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    if !max.is_finite() {
-        return;
-    }
-    let mut sum = 0.0f32;
-    for x in row.iter_mut() {
-        *x = (*x - max).exp();
-        sum += *x;
-    }
-    let inv = 1.0 / sum;
-    for x in row.iter_mut() {
-        *x *= inv;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn softmax_is_stable_for_large_logits() {
-        let mut row = [1000.0f32, 999.0, -1000.0];
-        softmax_in_place(&mut row);
-        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
-        assert!((row[0] - 0.731_058_6).abs() < 1e-6, "{row:?}");
-        assert_eq!(row[2], 0.0);
-    }
 }
