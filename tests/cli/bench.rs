@@ -2,6 +2,14 @@
 
 use super::*;
 
+/// The two fastText fixtures' manifest, and `items` (JSON Lines) beside it.
+fn two_models_and_items(items: &str) -> (tempfile::TempDir, String, PathBuf) {
+    let (dir, path) = manifest(&two_fasttext_models());
+    let data = dir.path().join("items.jsonl");
+    std::fs::write(&data, items).unwrap();
+    (dir, path, data)
+}
+
 /// `lastmile bench` on `manifest` over `data`, kept short (levels of 1 and 2 clients, a small
 /// floor), with `extra` arguments.
 fn bench(manifest: &str, data: &Path, extra: &[&str]) -> Output {
@@ -40,21 +48,12 @@ fn level_rows(stdout: &str) -> Vec<&str> {
 
 #[test]
 fn bench_drives_a_server_over_both_transports_without_errors() {
-    let (dir, path) = manifest(&two_fasttext_models());
-    let data = dir.path().join("items.jsonl");
-    std::fs::write(
-        &data,
+    let (_dir, path, data) = two_models_and_items(
         "{\"title\":\"chef knife\"}\n{\"title\":\"camping tent\",\"label\":\"x\"}\n",
-    )
-    .unwrap();
+    );
     let out = bench(&path, &data, &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     assert_mentions(
         &stdout,
         &[
@@ -131,23 +130,13 @@ impl Drop for Served {
 
 #[test]
 fn bench_drives_a_server_already_running_and_refuses_another_ensemble() {
-    let (dir, path) = manifest(&two_fasttext_models());
-    let data = dir.path().join("items.jsonl");
-    std::fs::write(
-        &data,
-        "{\"title\":\"chef knife\"}\n{\"title\":\"camping tent\"}\n",
-    )
-    .unwrap();
+    let (dir, path, data) =
+        two_models_and_items("{\"title\":\"chef knife\"}\n{\"title\":\"camping tent\"}\n");
     let served = Served::start(&path);
     let running = ["--rest", &served.rest, "--grpc", &served.grpc];
     let out = bench(&path, &data, &running);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     assert_mentions(&stdout, &["already running at", &served.rest, "Bare floor"]);
     let rows = level_rows(&stdout);
     // Two levels per transport; batching off needs the ensemble served here, so none.

@@ -7,12 +7,7 @@ use super::*;
 fn check_summarises_a_good_manifest() {
     let (_dir, path) = manifest(&two_fasttext_models());
     let out = lastmile(&["check", &path], "");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_mentions(
         &stdout,

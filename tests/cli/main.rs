@@ -76,6 +76,16 @@ pub(crate) fn refused(text: &str) -> String {
     lines[0].to_owned()
 }
 
+/// The command exited 0 (its stderr shown when not).
+pub(crate) fn assert_succeeded(out: &Output) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub(crate) fn assert_mentions(line: &str, parts: &[&str]) {
     for part in parts {
         assert!(line.contains(part), "{line:?} should mention {part:?}");

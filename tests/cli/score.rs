@@ -17,12 +17,7 @@ fn predict_answers_what_the_model_answers() {
         serde_json::json!({"id": "q1", "title": case["text"]})
     );
     let out = lastmile(&["predict", "--manifest", &path, "--top-k", "3"], &input);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     let answer: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
     assert_eq!(answer["id"], "q1");
     let predictions = answer["predictions"].as_array().unwrap();
@@ -84,12 +79,7 @@ fn predict_without_onnxruntime(manifest_text: &str) -> Output {
 #[test]
 fn fasttext_only_manifest_needs_no_onnxruntime() {
     let out = predict_without_onnxruntime(&two_fasttext_models());
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(answer["predictions"][0]["label"], "camping_tents");
 }
@@ -141,12 +131,7 @@ fn eval_of_a_one_model_ensemble_equals_the_model() {
         ],
         "",
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["items"], 30);
     let model = report["models"]

@@ -8,6 +8,16 @@ use serde_json::json;
 use super::serve_support::{answers_lib, Answer, TestServer};
 use super::*;
 
+/// The answers of a REST batch reply's `items`.
+fn item_answers(body: &Value) -> Vec<Answer> {
+    body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(Answer::from_json)
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_and_single_answers_equal_the_ensemble_on_both_transports() {
     let server = TestServer::start(Limits::default()).await;
@@ -30,12 +40,7 @@ async fn batch_and_single_answers_equal_the_ensemble_on_both_transports() {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["ensemble"], json!({"name": "starter", "version": "1"}));
-    let rest: Vec<Answer> = body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(Answer::from_json)
-        .collect();
+    let rest = item_answers(&body);
     assert_eq!(rest, expected);
 
     let mut client = server.own_client().await;
@@ -98,12 +103,7 @@ async fn explain_and_candidates_travel_both_transports() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    let rest: Vec<Answer> = body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(Answer::from_json)
-        .collect();
+    let rest = item_answers(&body);
     assert_eq!(rest, expected);
 
     let reply = server

@@ -62,10 +62,7 @@ async fn candidates_restrict_the_answers_on_both_transports() {
         .model_infer(pb::ModelInferRequest {
             model_name: "starter".into(),
             parameters,
-            inputs: vec![
-                bytes_input("title", &titles()),
-                bytes_input("description", &descriptions()),
-            ],
+            inputs: product_inputs(),
             ..Default::default()
         })
         .await
@@ -166,10 +163,7 @@ async fn explanations_on_both_transports_are_the_explained_answers() {
         .model_infer(pb::ModelInferRequest {
             model_name: "starter".into(),
             parameters: top_k(3),
-            inputs: vec![
-                bytes_input("title", &titles()),
-                bytes_input("description", &descriptions()),
-            ],
+            inputs: product_inputs(),
             outputs: vec![named("labels"), named("explanation")],
             ..Default::default()
         })

@@ -26,38 +26,15 @@ async fn grpc_inference_service_serves_the_ensemble() {
         name: name.into(),
         version: version.into(),
     };
-    assert!(
-        client
-            .model_ready(ready("starter", ""))
-            .await
-            .unwrap()
-            .into_inner()
-            .ready
-    );
-    assert!(
-        client
-            .model_ready(ready("starter", "1"))
-            .await
-            .unwrap()
-            .into_inner()
-            .ready
-    );
-    assert!(
-        !client
-            .model_ready(ready("starter", "2"))
-            .await
-            .unwrap()
-            .into_inner()
-            .ready
-    );
-    assert!(
-        !client
-            .model_ready(ready("other", ""))
-            .await
-            .unwrap()
-            .into_inner()
-            .ready
-    );
+    for (name, version, want) in [
+        ("starter", "", true),
+        ("starter", "1", true),
+        ("starter", "2", false),
+        ("other", "", false),
+    ] {
+        let reply = client.model_ready(ready(name, version)).await.unwrap();
+        assert_eq!(reply.into_inner().ready, want, "{name} version {version:?}");
+    }
 
     let meta = client
         .server_metadata(pb::ServerMetadataRequest {})
@@ -119,10 +96,7 @@ async fn grpc_inference_service_serves_the_ensemble() {
             model_name: "starter".into(),
             id: "g1".into(),
             parameters: top_k(3),
-            inputs: vec![
-                bytes_input("title", &titles()),
-                bytes_input("description", &descriptions()),
-            ],
+            inputs: product_inputs(),
             ..Default::default()
         })
         .await
@@ -131,10 +105,7 @@ async fn grpc_inference_service_serves_the_ensemble() {
     assert_eq!(reply.id, "g1");
     check(reply);
     // Raw contents, as tritonclient sends them.
-    let mut inputs = vec![
-        bytes_input("title", &titles()),
-        bytes_input("description", &descriptions()),
-    ];
+    let mut inputs = product_inputs();
     inputs.iter_mut().for_each(|i| i.contents = None);
     let reply = client
         .model_infer(pb::ModelInferRequest {

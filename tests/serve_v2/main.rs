@@ -109,6 +109,14 @@ pub(crate) fn bytes_input(
     }
 }
 
+/// The products' titles and descriptions as the two BYTES inputs.
+pub(crate) fn product_inputs() -> Vec<pb::model_infer_request::InferInputTensor> {
+    vec![
+        bytes_input("title", &titles()),
+        bytes_input("description", &descriptions()),
+    ]
+}
+
 pub(crate) fn top_k(k: i64) -> std::collections::HashMap<String, pb::InferParameter> {
     [(
         "top_k".to_owned(),
