@@ -357,3 +357,34 @@ async fn step_by_step_over_grpc() {
         3
     );
 }
+
+/// A model whose header declares more than its file holds (here a dictionary of 2^31 - 1
+/// entries) once made the loader ask for ~137 GB and abort the live server. Deployed, it is
+/// rejected at load like any corrupt file, and live keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_declaring_more_than_its_file_holds_is_rejected_and_live_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _) = live(dir.path()).await;
+    let before = server.status().await;
+    let answers = answers(&server).await;
+
+    let mut bytes = std::fs::read(fasttext("ova.bin")).unwrap();
+    for (i, v) in [i32::MAX, i32::MAX - 1, 1].iter().enumerate() {
+        bytes[64 + 4 * i..68 + 4 * i].copy_from_slice(&v.to_le_bytes());
+    }
+    let huge = dir.path().join("huge.bin");
+    std::fs::write(&huge, bytes).unwrap();
+    let v2 = write(
+        dir.path(),
+        "v2.toml",
+        &manifest_text("gate", "2", &[("a", "softmax.bin")], "")
+            .replace(&fasttext("softmax.bin"), &huge.display().to_string()),
+    );
+
+    let (code, body) = server.deploy(json!({"manifest": v2})).await;
+    assert_eq!(code, 422, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("rejected at load"), "{error}");
+    assert!(error.contains("declares 2147483647 entries"), "{error}");
+    assert_unchanged(&server, &before, &answers).await;
+}

@@ -169,3 +169,41 @@ fn vote_configuration_errors_are_refused_with_their_place() {
     let nan = base.replace("name = \"b\"", "name = \"b\"\nweight = nan");
     assert_mentions(&refused(&nan), &["model \"b\"", "field `weight`"]);
 }
+
+/// A copy of `ova.bin` with `bytes` written at `offset`, in its own directory.
+fn corrupted_ova(offset: usize, bytes: &[u8]) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut data = std::fs::read(fasttext("ova.bin")).expect("the fixture reads");
+    data[offset..offset + bytes.len()].copy_from_slice(bytes);
+    let path = dir.path().join("corrupt.bin");
+    std::fs::write(&path, data).expect("the copy is written");
+    (dir, path.display().to_string())
+}
+
+/// Headers that declare more than the file holds once aborted the process (a 137 GB
+/// allocation); `check` must refuse them with exit 2 and say what the file declares.
+#[test]
+fn a_model_declaring_more_than_its_file_holds_is_refused_not_aborted() {
+    let huge_dictionary: Vec<u8> = [i32::MAX, i32::MAX - 1, 1]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    // ova.bin (dim 8, 163 words + 2,000 buckets, 10 labels) ends with its input matrix (rows,
+    // cols, floats), the quantised-output flag and its output matrix: counted back from the end.
+    let ova = std::fs::read(fasttext("ova.bin")).unwrap();
+    let input_rows = ova.len() - (16 + 10 * 8 * 4) - 1 - (2_163 * 8 * 4) - 16;
+    let cases = [
+        (64, huge_dictionary, "declares 2147483647 entries"),
+        (
+            input_rows,
+            12_500_000_000i64.to_le_bytes().to_vec(),
+            "the input matrix (12500000000 x 8 floats)",
+        ),
+    ];
+    for (offset, bytes, says) in cases {
+        let (_dir, model) = corrupted_ova(offset, &bytes);
+        let text = two_fasttext_models().replace(&fasttext("ova.bin"), &model);
+        let line = refused(&text);
+        assert_mentions(&line, &["model \"b\"", "not a valid fastText model", says]);
+    }
+}

@@ -18,6 +18,7 @@ use fasttext::args::LossName;
 use fasttext::dictionary::EntryType;
 use fasttext::FastText;
 
+mod layout;
 mod output;
 mod tree;
 
@@ -65,33 +66,36 @@ enum DenseLoss {
 
 impl FastTextModel {
     pub fn load(path: &Path) -> Result<Self, LoadError> {
-        if let Err(source) = std::fs::metadata(path) {
-            return Err(LoadError::Io {
-                path: path.to_owned(),
-                source,
-            });
-        }
-        let bad = |reason: String| LoadError::FastText {
+        let io = |source| LoadError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let data = read_whole(path).map_err(io)?;
+        Self::from_bytes(&data).map_err(|reason| LoadError::FastText {
             path: path.to_owned(),
             reason,
-        };
-        // The crate validates the header, but a truncated or hostile file must never take the
-        // process down with it.
-        let model = std::panic::catch_unwind(|| FastText::load_model(path))
-            .map_err(|_| bad("the model file is malformed (the reader panicked)".into()))?
-            .map_err(|e| bad(e.to_string()))?;
+        })
+    }
+
+    /// Loads a model from the bytes of its file. The layout is checked first (see
+    /// [`layout::check`]): the crate allocates whatever sizes a file declares, and a failed
+    /// allocation would abort the process.
+    pub fn from_bytes(data: &[u8]) -> Result<Self, String> {
+        layout::check(data)?;
+        // The crate validates more, and a reader that panics must not take the process down.
+        let model = std::panic::catch_unwind(|| FastText::load(&mut std::io::Cursor::new(data)))
+            .map_err(|_| String::from("the model file is malformed (the reader panicked)"))?
+            .map_err(|e| e.to_string())?;
         let dict = model.dict();
         if dict.nlabels() <= 0 {
-            return Err(bad(
-                "the model has no labels (is it a supervised model?)".into()
-            ));
+            return Err("the model has no labels (is it a supervised model?)".into());
         }
         let prefix = model.args().label.clone();
         let labels = (0..dict.nlabels())
             .map(|i| {
                 dict.get_label(i)
                     .map(|l| l.strip_prefix(prefix.as_str()).unwrap_or(l).to_owned())
-                    .map_err(|e| bad(format!("label {i}: {e}")))
+                    .map_err(|e| format!("label {i}: {e}"))
             })
             .collect::<Result<Vec<_>, _>>()?;
 
@@ -106,11 +110,11 @@ impl FastTextModel {
         if model.quant_output().is_some() && matches!(dense_loss, DenseLoss::Tree(_)) {
             // The crate scores quantised outputs with a softmax whatever the loss; official
             // fastText walks the tree. Refuse rather than answer something else.
-            return Err(bad(
-                "hierarchical softmax with a quantised output matrix (quantize -qout) is not \
-                 supported; quantise without -qout"
+            return Err(
+                "hierarchical softmax with a quantised output matrix (quantize -qout) is \
+                        not supported; quantise without -qout"
                     .into(),
-            ));
+            );
         }
         let scorer = match dense_loss {
             // A quantised input matrix is read through the crate's sentence vector (see
@@ -119,11 +123,11 @@ impl FastTextModel {
                 let wo = model.output_matrix();
                 let dim = model.args().dim as usize;
                 if wo.data().len() < labels.len() * dim {
-                    return Err(bad(format!(
+                    return Err(format!(
                         "output matrix holds {} floats, fewer than {} labels x dim {dim}",
                         wo.data().len(),
                         labels.len()
-                    )));
+                    ));
                 }
                 let mut output = OutputMatrix::new(wo.data(), labels.len(), dim);
                 if let DenseLoss::Tree(tree) = &loss {
@@ -262,6 +266,27 @@ impl FastTextModel {
             }
         }
     }
+}
+
+/// The whole file, read once: the layout is checked on the same bytes the model is built from,
+/// so a file rewritten during the load cannot slip past the check. The buffer is reserved
+/// fallibly, so even a file too big for memory is an error, not an abort.
+fn read_whole(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let mut data = Vec::new();
+    usize::try_from(len)
+        .ok()
+        .and_then(|len| data.try_reserve_exact(len).ok())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::OutOfMemory,
+                format!("the file is {len} bytes, more than can be held in memory"),
+            )
+        })?;
+    file.read_to_end(&mut data)?;
+    Ok(data)
 }
 
 /// Softmax as fastText computes it, in place: subtract the max, exponentiate, divide by the sum;
