@@ -18,7 +18,8 @@ use lastmile::proto::inference as v2;
 use lastmile::proto::lastmile::v1 as pb;
 use lastmile::registry::Registry;
 use lastmile::scheduler::ComputePool;
-use lastmile::server::{self, Limits, ServerConfig};
+use lastmile::app::{self, AppConfig};
+use lastmile::service::Limits;
 use serde_json::{json, Value};
 
 const ITERS: usize = 2000;
@@ -45,14 +46,14 @@ fn main() {
         .build()
         .unwrap();
     let mut handle = runtime
-        .block_on(server::start(
+        .block_on(app::start(
             Arc::new(Registry::new(Arc::clone(&ensemble))),
             Arc::clone(&pool),
-            ServerConfig {
+            AppConfig {
                 http_addr: "127.0.0.1:0".parse().unwrap(),
                 grpc_addr: "127.0.0.1:0".parse().unwrap(),
                 limits: Limits::default(),
-                ..ServerConfig::default()
+                ..AppConfig::default()
             },
         ))
         .unwrap();

@@ -1,15 +1,47 @@
 //! lastmile: an ensemble inference server for fastText and ONNX text classifiers.
+//!
+//! # The path of a request
+//!
+//! 1. **Edge** ([`edge`]): a transport (own REST [`edge::router`], own gRPC, the Open Inference
+//!    Protocol over either, [`edge::v2`]) turns its wire format into a transport-neutral
+//!    [`service::Request`]: which model it addresses and its items in an [`service::Items`] form.
+//! 2. **Snapshot** ([`service::Service::predict`]): ONE snapshot of the live ensemble is taken
+//!    from the [`registry::Registry`] and kept to the end, so no request sees two versions; the
+//!    items are read and checked against it; admission control takes places among the items in
+//!    flight or refuses at once; a staged shadow picks the items it mirrors
+//!    ([`shadow::ShadowSlot`]).
+//! 3. **Scheduler** ([`scheduler::ComputePool`]): each model's rows wait in that model's lane and
+//!    run batched with other requests' rows on a fixed pool of compute threads, never on tokio's.
+//! 4. **Runtime** ([`runtime::Runtime`]): fastText ([`runtime::fasttext`]) or ONNX Runtime
+//!    ([`runtime::onnx`]) scores a batch; each model's scores are readied for the vote on the
+//!    thread that ran it.
+//! 5. **Combine** ([`combine::Combiner`]): the scores, aligned on one label space
+//!    ([`labels::LabelSpace`]), are voted, the rules run, and the answer is ranked
+//!    ([`ensemble::ItemAnswer`]).
+//! 6. **Reply** ([`service::Reply`]): back up the same way; the shadow gets its items with their
+//!    live answers without being waited for; the transport writes its wire format. A failure
+//!    anywhere is the layer's own error, mapped to a wire status once ([`edge::error`]).
+//!
+//! Beside the request path: [`deploy`] changes what is live (hot swap through the validation
+//! gate, rollback, the shadow's operations, SIGHUP and the manifest watch); [`eval`] measures an
+//! ensemble on labelled data; [`app`] wires the process together and is the only module that
+//! knows every other; [`telemetry`] names every metric; [`hooks`] is where tests step in;
+//! [`drain`] is the one shutdown signal.
 
-pub mod admin;
+pub mod app;
 pub mod combine;
+pub mod deploy;
+pub mod drain;
+pub mod edge;
 pub mod ensemble;
 pub mod eval;
+pub mod hooks;
 pub mod labels;
 pub mod proto;
 pub mod registry;
 pub mod runtime;
 pub mod scheduler;
-pub mod server;
+pub mod service;
 pub mod shadow;
 pub mod telemetry;
 mod wide;

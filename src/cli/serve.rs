@@ -1,5 +1,5 @@
 //! `lastmile serve`: load the ensemble, serve it over HTTP and gRPC until SIGTERM or SIGINT, drain,
-//! exit 0. The admin API (hot swap, see `lastmile::admin`) listens on its own addresses; SIGHUP
+//! exit 0. The admin API (hot swap, see `lastmile::deploy`) listens on its own addresses; SIGHUP
 //! reloads the manifest through the same gate. Prints where it listens (the bound ports, so
 //! `--http-addr 127.0.0.1:0` works) and how to call it.
 
@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use lastmile::admin::{AdminConfig, DeployConfig, Gate};
+use lastmile::app::{self, AdminConfig, AppConfig, Drained};
+use lastmile::deploy::{DeployConfig, Gate};
 use lastmile::registry::Registry;
-use lastmile::server::{self, Drained, Limits, ServerConfig};
+use lastmile::service::Limits;
 use lastmile::shadow::{LogConfig, ShadowSettings};
 
 use super::{load, EnsembleArgs, Failure};
@@ -178,7 +179,6 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
     }
     let shadow = args.shadow.settings()?;
     let admin = args.admin.config(&args.ensemble)?;
-    let (admin_http, admin_grpc) = (admin.http_addr, admin.grpc_addr);
     let (ensemble, pool) = load(&args.ensemble)?;
     let summary = format!(
         "ensemble {:?} version {} ({} models, {} labels, {} compute threads)",
@@ -192,7 +192,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
     let name = ensemble.name.clone();
     let manifest = args.ensemble.manifest.clone();
     let registry = Arc::new(Registry::new(ensemble));
-    let config = ServerConfig {
+    let config = AppConfig {
         http_addr: args.http_addr,
         grpc_addr: args.grpc_addr,
         limits: Limits {
@@ -205,21 +205,17 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
         handle_signals: true,
         admin: Some(admin),
         shadow,
-        hold: None,
+        ..AppConfig::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("lastmile-io")
         .build()?;
     let served = runtime.block_on(async move {
-        let mut handle = server::start(registry, Arc::new(pool), config)
+        let mut handle = app::start(registry, Arc::new(pool), config)
             .await
             .map_err(|e| Failure {
-                message: format!(
-                    "cannot listen on {} (HTTP), {} (gRPC), {admin_http} (admin REST) and \
-                     {admin_grpc} (admin gRPC): {e}",
-                    args.http_addr, args.grpc_addr
-                ),
+                message: e.to_string(),
                 code: 1,
             })?;
         let (http, grpc) = (handle.http_addr, handle.grpc_addr);

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 pub use item::{FieldValue, ItemError, ItemOptions, ValidItem};
-pub use manifest::{Manifest, ManifestError, ModelKind, ModelSpec};
+pub use manifest::{BatchConfig, Manifest, ManifestError, ModelKind, ModelSpec};
 
 use crate::combine::{Answer, Combiner, ItemView, Readied, RuleConfig, Scratch, VoteConfig};
 use crate::labels::LabelSpace;
@@ -96,7 +96,7 @@ pub struct ItemAnswer {
 }
 
 /// A batch that could not be scored: one model failed.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("model {model:?}: {reason}")]
 pub struct PredictError {
     pub model: String,

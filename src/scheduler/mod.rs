@@ -26,12 +26,11 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 
 pub use job::Ticket;
-pub use state::BatchConfig;
 
 use job::{Job, Part, Reply};
 use state::{Batch, Queues};
 
-use crate::ensemble::{Ensemble, ItemAnswer, ModelScores, PredictError, ValidItem};
+use crate::ensemble::{BatchConfig, Ensemble, ItemAnswer, ModelScores, PredictError, ValidItem};
 use crate::runtime::{InputKind, Inputs, Runtime, Scores};
 use crate::telemetry;
 

@@ -17,30 +17,14 @@
 
 use std::collections::VecDeque;
 use std::ops::Range;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+use crate::ensemble::BatchConfig;
 
 /// What the queues need to know of a request.
 pub trait Request {
     /// The request's answer is no longer wanted (the caller went away, or it already failed).
     fn cancelled(&self) -> bool;
-}
-
-/// How a model batches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchConfig {
-    /// Most rows in one run; 1 turns batching off.
-    pub max_batch: usize,
-    /// Longest a row waits for more rows to join it while a thread is free.
-    pub max_delay: Duration,
-}
-
-impl Default for BatchConfig {
-    fn default() -> Self {
-        BatchConfig {
-            max_batch: 32,
-            max_delay: Duration::ZERO,
-        }
-    }
 }
 
 /// Rows `rows` of request `request`, waiting in a lane since `enqueued`.
@@ -251,6 +235,7 @@ pub fn next_by_priority<R: Request + Clone>(
 mod tests {
     use std::cell::Cell;
     use std::rc::Rc;
+    use std::time::Duration;
 
     use super::*;
 

@@ -1,7 +1,7 @@
 //! Shadow traffic: a staged candidate ensemble answers a sampled share of live items, off the
 //! request path, and its answers are compared with the live ones.
 //!
-//! The request path ([`crate::server::AppState::predict`]) asks the [`ShadowSlot`] which items to
+//! The request path ([`crate::service::Service::predict`]) asks the [`ShadowSlot`] which items to
 //! mirror before it scores them ([`ShadowSlot::pick`], one atomic increment per item), and hands
 //! the picked items with their live answers to the shadow's bounded queue once the live answer is
 //! in ([`Pending::send`], never waiting: a full queue skips the item and counts it). The client
@@ -19,7 +19,7 @@
 //! ```
 //!
 //! (REST `/admin/v1/shadow/{stage,report,stop,promote}` and gRPC `lastmile.v1.Shadow` on the
-//! admin addresses: see `admin::shadow`.) `lastmile serve` settings: `--shadow-queue-items`
+//! admin addresses: see `edge::admin`; the operations are the deployer's, `deploy::shadow`.) `lastmile serve` settings: `--shadow-queue-items`
 //! (1024: beyond, mirrored items are skipped and counted), `--shadow-compare-k` (5),
 //! `--shadow-window-items` (1000) and `--shadow-window-seconds` (300) for the rolling window,
 //! `--shadow-log FILE` (off) with `--shadow-log-max-bytes` and `--shadow-log-files` for the
@@ -65,8 +65,9 @@ pub use sample::Sampler;
 pub use stats::{Stats, Window};
 
 use crate::ensemble::{Ensemble, ItemAnswer, ValidItem};
+use crate::hooks::Hooks;
+use crate::registry::Held;
 use crate::scheduler::ComputePool;
-use crate::server::Hold;
 use crate::telemetry;
 
 /// How every shadow staged on this server runs; set when the server starts.
@@ -85,9 +86,6 @@ pub struct ShadowSettings {
     pub report_top: usize,
     /// The disagreement log; None (the default) writes none.
     pub log: Option<LogConfig>,
-    /// Test hook: the worker waits here before taking each batch. None in production.
-    #[doc(hidden)]
-    pub hold: Option<Arc<Hold>>,
 }
 
 impl Default for ShadowSettings {
@@ -100,7 +98,6 @@ impl Default for ShadowSettings {
             window: Duration::from_secs(300),
             report_top: 10,
             log: None,
-            hold: None,
         }
     }
 }
@@ -126,6 +123,8 @@ impl Default for StageOptions {
 /// One staged shadow ensemble, its queue and its statistics.
 pub struct Shadow {
     pub ensemble: Arc<Ensemble>,
+    /// How it was loaded (for the status, and for promotion through the gate).
+    pub held: Held,
     pub options: StageOptions,
     compare_k: usize,
     report_top: usize,
@@ -154,8 +153,10 @@ struct Mirrored {
 }
 
 impl Shadow {
-    fn new(ensemble: Arc<Ensemble>, options: StageOptions, settings: &ShadowSettings) -> Self {
+    fn new(held: Held, options: StageOptions, settings: &ShadowSettings) -> Self {
         Shadow {
+            ensemble: Arc::clone(&held.ensemble),
+            held,
             compare_k: settings.compare_k.max(1),
             report_top: settings.report_top,
             sampler: Sampler::new(options.fraction, options.seed),
@@ -176,7 +177,6 @@ impl Shadow {
             outstanding: watch::Sender::new(0),
             staged: Instant::now(),
             staged_at: SystemTime::now(),
-            ensemble,
             options,
         }
     }
@@ -279,18 +279,20 @@ impl EnsembleRef {
     }
 }
 
-/// Where the server keeps its shadow: the running one, or the last one stopped (for its final
-/// report).
+/// Where the server keeps its shadow, the one place shadow state lives: the running one, or the
+/// last one stopped (for its final report).
 pub struct ShadowSlot {
     settings: ShadowSettings,
     current: ArcSwapOption<Shadow>,
+    hooks: Arc<dyn Hooks>,
 }
 
 impl ShadowSlot {
-    pub fn new(settings: ShadowSettings) -> Self {
+    pub fn new(settings: ShadowSettings, hooks: Arc<dyn Hooks>) -> Self {
         ShadowSlot {
             settings,
             current: ArcSwapOption::empty(),
+            hooks,
         }
     }
 
@@ -298,19 +300,14 @@ impl ShadowSlot {
         &self.settings
     }
 
-    /// Stages `ensemble` as the shadow, replacing (stopping) any other, and starts its worker on
+    /// Stages `held` as the shadow, replacing (stopping) any other, and starts its worker on
     /// `pool`. Must be called within a tokio runtime.
-    pub fn stage(
-        &self,
-        ensemble: Arc<Ensemble>,
-        options: StageOptions,
-        pool: Arc<ComputePool>,
-    ) -> Arc<Shadow> {
-        let shadow = Arc::new(Shadow::new(ensemble, options, &self.settings));
+    pub fn stage(&self, held: Held, options: StageOptions, pool: Arc<ComputePool>) -> Arc<Shadow> {
+        let shadow = Arc::new(Shadow::new(held, options, &self.settings));
         tokio::spawn(worker::shadow_task(
             Arc::clone(&shadow),
             pool,
-            self.settings.hold.clone(),
+            Arc::clone(&self.hooks),
             self.settings.batch_items.max(1),
         ));
         if let Some(old) = self.current.swap(Some(Arc::clone(&shadow))) {

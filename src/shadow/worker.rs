@@ -11,20 +11,18 @@ use serde_json::{json, Map, Value};
 use super::compare::{agreement, Comparison, Outcome};
 use super::{DisagreementLog, EnsembleRef, Mirrored, Shadow};
 use crate::ensemble::{Ensemble, FieldValue, ItemAnswer, ItemError, ItemOptions, ValidItem};
+use crate::hooks::{self, Hooks};
 use crate::scheduler::{ComputePool, Priority};
-use crate::server::Hold;
 use crate::telemetry;
 
 pub(super) async fn shadow_task(
     shadow: Arc<Shadow>,
     pool: Arc<ComputePool>,
-    hold: Option<Arc<Hold>>,
+    hooks: Arc<dyn Hooks>,
     batch_items: usize,
 ) {
     loop {
-        if let Some(hold) = &hold {
-            hold.pass().await;
-        }
+        hooks::pass(hooks.shadow_batch()).await;
         let Some(batch) = shadow.queue.take(batch_items).await else {
             break;
         };

@@ -16,10 +16,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use lastmile::app::{self, App, AppConfig};
 use lastmile::ensemble::{Ensemble, ItemOptions, Manifest, ValidItem};
 use lastmile::registry::Registry;
 use lastmile::scheduler::ComputePool;
-use lastmile::server::{self, Limits, ServerConfig};
+use lastmile::service::Limits;
 use serde_json::{Map, Value};
 
 use self::load::{Load, Runs, Target, Transport};
@@ -240,20 +241,22 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn start(ensemble: Arc<Ensemble>, pool: Arc<ComputePool>) -> std::io::Result<server::Handle> {
-    let config = ServerConfig {
+async fn start(ensemble: Arc<Ensemble>, pool: Arc<ComputePool>) -> std::io::Result<App> {
+    let config = AppConfig {
         http_addr: ([127, 0, 0, 1], 0).into(),
         grpc_addr: ([127, 0, 0, 1], 0).into(),
         limits: Limits {
             max_items_in_flight: 1 << 16,
             ..Limits::default()
         },
-        ..ServerConfig::default()
+        ..AppConfig::default()
     };
-    server::start(Arc::new(Registry::new(ensemble)), pool, config).await
+    app::start(Arc::new(Registry::new(ensemble)), pool, config)
+        .await
+        .map_err(std::io::Error::other)
 }
 
-fn target(handle: &server::Handle) -> Target {
+fn target(handle: &App) -> Target {
     Target {
         http: format!("http://{}", handle.http_addr),
         grpc: format!("http://{}", handle.grpc_addr),

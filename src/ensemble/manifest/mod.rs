@@ -51,6 +51,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -60,7 +61,6 @@ mod model;
 
 use crate::ensemble::sha256_hex;
 use crate::runtime::onnx::{Feed, OnnxLabels, ScoreKind};
-use crate::scheduler::BatchConfig;
 
 /// A manifest that cannot be served: where, and why.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -123,6 +123,24 @@ pub struct OnnxBinding {
     pub output: Option<String>,
     pub scores: ScoreKind,
     pub intra_threads: usize,
+}
+
+/// How a model batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchConfig {
+    /// Most rows in one run; 1 turns batching off.
+    pub max_batch: usize,
+    /// Longest a row waits for more rows to join it while a thread is free.
+    pub max_delay: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_batch: 32,
+            max_delay: Duration::ZERO,
+        }
+    }
 }
 
 /// One `[[model]]` entry, defaults filled and paths resolved.

@@ -6,9 +6,8 @@ use std::collections::HashSet;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{LabelSource, ManifestError, ModelKind, ModelSpec, OnnxBinding, Parser};
+use super::{BatchConfig, LabelSource, ManifestError, ModelKind, ModelSpec, OnnxBinding, Parser};
 use crate::runtime::onnx::{Feed, ScoreKind};
-use crate::scheduler::BatchConfig;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,0 +1,365 @@
+//! The one place the process is wired: [`start`] binds every listener (the serving HTTP and gRPC
+//! ones, and the admin ones beside them, as siblings), builds the serving state (the registry's
+//! live ensemble, the compute pool, the request path, the shadow slot, the deployer), starts the
+//! reload triggers, and ties all of them to one drain signal. Nothing below imports this module.
+//!
+//! Binding comes first and names the address that is busy; nothing is served until every
+//! listener is bound (port 0 works: the [`App`] says which ports were bound). SIGTERM or SIGINT
+//! (with `handle_signals`), or [`App::shutdown`], begins the drain: readiness turns false, new
+//! predictions are refused, the listeners stop accepting, a deploy in flight is stopped, and
+//! [`App::wait`] returns once every listener has finished what it had, or the drain timeout has
+//! passed.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::deploy::{triggers, DeployConfig, Deployer};
+use crate::drain::{Drain, DrainSignal};
+use crate::edge::{self, admin::AdminAuth};
+use crate::hooks::{self, Hooks};
+use crate::registry::Registry;
+use crate::scheduler::ComputePool;
+use crate::service::{Limits, Service};
+use crate::shadow::{ShadowSettings, ShadowSlot};
+
+/// How to serve.
+#[derive(Clone)]
+pub struct AppConfig {
+    pub http_addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
+    pub limits: Limits,
+    /// Longest wait for in-flight requests once the drain begins.
+    pub drain_timeout: Duration,
+    /// Begin the drain on SIGTERM or SIGINT (the binary does; tests may not).
+    pub handle_signals: bool,
+    /// The admin API (hot swap) on its own addresses; None: no admin API and no reloads.
+    pub admin: Option<AdminConfig>,
+    /// How shadow ensembles run once one is staged (none is at start).
+    pub shadow: ShadowSettings,
+    /// Where tests step in; [`hooks::NoHooks`] otherwise.
+    pub hooks: Arc<dyn Hooks>,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        AppConfig {
+            http_addr: ([127, 0, 0, 1], 8000).into(),
+            grpc_addr: ([127, 0, 0, 1], 8001).into(),
+            limits: Limits::default(),
+            drain_timeout: Duration::from_secs(30),
+            handle_signals: false,
+            admin: None,
+            shadow: ShadowSettings::default(),
+            hooks: hooks::none(),
+        }
+    }
+}
+
+/// How the admin side runs.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// REST admin API.
+    pub http_addr: SocketAddr,
+    /// gRPC admin API (`lastmile.v1.Admin`, `lastmile.v1.Shadow`).
+    pub grpc_addr: SocketAddr,
+    /// Bearer token every admin call must carry; required when an address is not loopback.
+    pub token: Option<String>,
+    pub deploy: DeployConfig,
+    /// Keep the replaced ensemble for rollback.
+    pub keep_previous: bool,
+    /// The manifest the server was started with: what SIGHUP and the watch reload.
+    pub manifest: Option<PathBuf>,
+    /// Reload `manifest` on SIGHUP.
+    pub sighup: bool,
+    /// Poll `manifest` this often and deploy it when it changes.
+    pub watch: Option<Duration>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            http_addr: ([127, 0, 0, 1], 8002).into(),
+            grpc_addr: ([127, 0, 0, 1], 8003).into(),
+            token: None,
+            deploy: DeployConfig::default(),
+            keep_previous: true,
+            manifest: None,
+            sighup: false,
+            watch: None,
+        }
+    }
+}
+
+impl AdminConfig {
+    /// Refuses an admin API reachable from elsewhere without a token, and an empty token.
+    pub fn check(&self) -> Result<(), String> {
+        match self.token.as_deref() {
+            Some(t) if t.trim().is_empty() => {
+                Err("--admin-token is empty; give a secret, or leave it unset".into())
+            }
+            Some(_) => Ok(()),
+            None => {
+                let exposed: Vec<String> = [self.http_addr, self.grpc_addr]
+                    .iter()
+                    .filter(|a| !a.ip().is_loopback())
+                    .map(ToString::to_string)
+                    .collect();
+                if exposed.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "the admin API would listen on {} (not loopback) without a token: set \
+                         --admin-token (or LASTMILE_ADMIN_TOKEN), or bind it to 127.0.0.1",
+                        exposed.join(" and ")
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// Why the server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(String),
+    /// `what` names the listener (`HTTP`, `gRPC`, `admin REST`, `admin gRPC`).
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// How a server ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drained {
+    /// Every in-flight request finished.
+    Clean,
+    /// The drain timeout passed first; what was left was dropped.
+    TimedOut,
+}
+
+/// Where the admin API listens.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminAddrs {
+    pub http_addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
+}
+
+/// A running server.
+pub struct App {
+    pub http_addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
+    /// The admin API's addresses, if configured.
+    pub admin: Option<AdminAddrs>,
+    pub service: Arc<Service>,
+    /// Drives every change of the live ensemble, if the admin side is configured.
+    pub deployer: Option<Arc<Deployer>>,
+    drain: Drain,
+    task: JoinHandle<std::io::Result<Drained>>,
+}
+
+impl App {
+    pub fn registry(&self) -> &Arc<Registry> {
+        self.service.registry()
+    }
+
+    /// Begins the drain, as SIGTERM does.
+    pub fn shutdown(&self) {
+        self.drain.start();
+    }
+
+    /// Waits until the drain has begun: readiness false, new predictions refused.
+    pub async fn draining(&self) {
+        self.drain.signal().started().await;
+    }
+
+    /// Waits for every listener to stop (after the drain began) and says whether they finished
+    /// in time. Call it once.
+    pub async fn wait(&mut self) -> std::io::Result<Drained> {
+        (&mut self.task)
+            .await
+            .map_err(|e| std::io::Error::other(format!("the server task failed: {e}")))?
+    }
+}
+
+/// Every listener, bound.
+struct Listeners {
+    http: TcpListener,
+    grpc: TcpListener,
+    admin: Option<(TcpListener, TcpListener)>,
+}
+
+impl Listeners {
+    /// Binds them all, or names the one that could not be bound.
+    async fn bind(config: &AppConfig) -> Result<Self, StartError> {
+        let http = bind("HTTP", config.http_addr).await?;
+        let grpc = bind("gRPC", config.grpc_addr).await?;
+        let admin = match &config.admin {
+            Some(admin) => Some((
+                bind("admin REST", admin.http_addr).await?,
+                bind("admin gRPC", admin.grpc_addr).await?,
+            )),
+            None => None,
+        };
+        Ok(Listeners { http, grpc, admin })
+    }
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { what, addr, source })
+}
+
+/// Binds every listener and starts serving `registry`'s live ensemble on `pool`.
+pub async fn start(
+    registry: Arc<Registry>,
+    pool: Arc<ComputePool>,
+    config: AppConfig,
+) -> Result<App, StartError> {
+    if let Some(admin) = &config.admin {
+        admin.check().map_err(StartError::Config)?;
+    }
+    let listeners = Listeners::bind(&config).await?;
+    let metrics = crate::telemetry::install();
+    registry.announce();
+    let drain = Drain::new();
+    let shadow = Arc::new(ShadowSlot::new(
+        config.shadow.clone(),
+        Arc::clone(&config.hooks),
+    ));
+    let service = Arc::new(Service::new(
+        Arc::clone(&registry),
+        Arc::clone(&pool),
+        config.limits,
+        Arc::clone(&shadow),
+        drain.signal(),
+        Arc::clone(&config.hooks),
+    ));
+    let http_addr = listeners.http.local_addr()?;
+    let grpc_addr = listeners.grpc.local_addr()?;
+    let mut served = vec![
+        tokio::spawn(edge::serve_http(
+            listeners.http,
+            Arc::clone(&service),
+            metrics,
+            drain.signal(),
+        )),
+        tokio::spawn(edge::serve_grpc(
+            listeners.grpc,
+            Arc::clone(&service),
+            drain.signal(),
+        )),
+    ];
+    let (mut admin, mut deployer) = (None, None);
+    if let (Some(admin_config), Some((http, grpc))) = (&config.admin, listeners.admin) {
+        registry.set_keep_previous(admin_config.keep_previous);
+        let d = Arc::new(Deployer::new(
+            Arc::clone(&registry),
+            pool,
+            shadow,
+            admin_config.deploy.clone(),
+            drain.signal(),
+            Arc::clone(&config.hooks),
+        ));
+        admin = Some(AdminAddrs {
+            http_addr: http.local_addr()?,
+            grpc_addr: grpc.local_addr()?,
+        });
+        let auth = AdminAuth::new(admin_config.token.as_deref());
+        served.push(tokio::spawn(edge::admin::serve_http(
+            http,
+            Arc::clone(&d),
+            auth.clone(),
+            drain.signal(),
+        )));
+        served.push(tokio::spawn(edge::admin::serve_grpc(
+            grpc,
+            Arc::clone(&d),
+            auth,
+            drain.signal(),
+        )));
+        start_triggers(admin_config, &d, drain.signal())?;
+        deployer = Some(d);
+    }
+    if config.handle_signals {
+        spawn_signal_task(drain.clone())?;
+    }
+    let task = tokio::spawn(drain_task(drain.signal(), served, config.drain_timeout));
+    Ok(App {
+        http_addr,
+        grpc_addr,
+        admin,
+        service,
+        deployer,
+        drain,
+        task,
+    })
+}
+
+/// SIGHUP and the manifest watch, if configured.
+fn start_triggers(
+    config: &AdminConfig,
+    deployer: &Arc<Deployer>,
+    drain: DrainSignal,
+) -> std::io::Result<()> {
+    let Some(manifest) = &config.manifest else {
+        return Ok(());
+    };
+    if config.sighup {
+        triggers::spawn_sighup_task(Arc::clone(deployer), manifest.clone(), drain.clone())?;
+    }
+    if let Some(every) = config.watch {
+        triggers::spawn_watch_task(Arc::clone(deployer), manifest.clone(), every, drain);
+    }
+    Ok(())
+}
+
+/// Once the drain begins, waits for every listener to finish what it had (the admin ones
+/// beside the serving ones, under the same timeout: a deploy in flight is refused, nothing
+/// swapped, and its caller told so, not cut off).
+async fn drain_task(
+    drain: DrainSignal,
+    served: Vec<JoinHandle<std::io::Result<()>>>,
+    timeout: Duration,
+) -> std::io::Result<Drained> {
+    drain.started().await;
+    tracing::info!(?timeout, "shutting down: draining in-flight requests");
+    let all = async {
+        for task in served {
+            task.await.map_err(std::io::Error::other)??;
+        }
+        Ok::<(), std::io::Error>(())
+    };
+    match tokio::time::timeout(timeout, all).await {
+        Ok(result) => result.map(|()| Drained::Clean),
+        Err(_) => Ok(Drained::TimedOut),
+    }
+}
+
+/// Turns SIGTERM and SIGINT into the drain. The handlers are installed before this returns, so
+/// a signal that arrives once `start` returned is never lost.
+fn spawn_signal_task(drain: Drain) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!("{name} received");
+        drain.start();
+    });
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! Reading request bodies, the same way on every REST route (serving and admin): whole, within
+//! `--max-body-bytes`, and JSON parsed with the path of what is wrong in it.
+
+use axum::extract::{FromRequest, Request};
+use axum::http::{header, HeaderMap};
+use bytes::Bytes;
+use serde::Deserialize;
+
+use super::error::ApiError;
+
+/// What a router's state must say for [`LimitedBody`]: the largest body it takes.
+pub trait BodyLimit {
+    fn body_limit(&self) -> usize;
+}
+
+/// A request body read whole, within the state's [`BodyLimit`].
+pub struct LimitedBody {
+    pub headers: HeaderMap,
+    pub bytes: Bytes,
+}
+
+impl<S: BodyLimit + Send + Sync> FromRequest<S> for LimitedBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let limit = state.body_limit();
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(ApiError::body_too_large(limit));
+        }
+        let (parts, body) = req.into_parts();
+        let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+            if is_length_limit(&e) {
+                ApiError::body_too_large(limit)
+            } else {
+                ApiError::bad_request(format!("cannot read the request body: {e}"))
+            }
+        })?;
+        Ok(LimitedBody {
+            headers: parts.headers,
+            bytes,
+        })
+    }
+}
+
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// Parses a JSON body into `T`, or says what is wrong with it and where.
+pub fn parse_json<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || inner.is_syntax() || inner.is_eof() {
+            ApiError::bad_request(format!("malformed JSON: {inner}"))
+        } else {
+            ApiError::bad_request(format!("malformed JSON at `{path}`: {inner}"))
+        }
+    })?;
+    de.end()
+        .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
+    Ok(value)
+}

@@ -1,0 +1,17 @@
+//! lastmile's integration tests, one binary: the real server started in this process on free
+//! ports (or the real binary as a child process) and talked to with real clients.
+//!
+//! - `serve`: the serving API over every transport, operations, shutdown, Triton's client;
+//! - `hotswap`: deploys through the validation gate, rollback, auth, reuse, signals, under load;
+//! - `shadow`: a candidate answering mirrored live traffic, compared;
+//! - `cli`: the `lastmile` subcommands as an operator runs them;
+//! - `exact`: parity with official fastText and onnxruntime, and what batching must not change.
+//!
+//! Every test builds its server with [`support::TestServer::builder`].
+
+mod cli;
+mod exact;
+mod hotswap;
+mod serve;
+mod shadow;
+mod support;
