@@ -13,12 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{fmt, median, time};
+use lastmile::app::{self, AppConfig};
 use lastmile::ensemble::{Ensemble, ItemOptions, ValidItem};
 use lastmile::proto::inference as v2;
 use lastmile::proto::lastmile::v1 as pb;
 use lastmile::registry::Registry;
 use lastmile::scheduler::ComputePool;
-use lastmile::app::{self, AppConfig};
 use lastmile::service::Limits;
 use serde_json::{json, Value};
 

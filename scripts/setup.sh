@@ -33,7 +33,7 @@ PY
 fi
 ln -sf "libonnxruntime.so.$ORT_VERSION" "$ORT_DIR/libonnxruntime.so"
 
-# Triton's own Python client, which tests/serve_tritonclient.rs drives the server with.
+# Triton's own Python client, which tests/it/serve/tritonclient.rs drives the server with.
 TEST_VENV="$RUNTIME_DIR/test-venv"
 TRITONCLIENT="tritonclient[grpc,http]==2.73.0"
 if [ ! -x "$TEST_VENV/bin/python" ] || ! "$TEST_VENV/bin/python" -c "import tritonclient.grpc, tritonclient.http" 2>/dev/null; then

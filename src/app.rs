@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -221,7 +222,8 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Start
         .map_err(|source| StartError::Bind { what, addr, source })
 }
 
-/// Binds every listener and starts serving `registry`'s live ensemble on `pool`.
+/// Binds every listener and starts serving `registry`'s live ensemble on `pool`: bind, build,
+/// serve, and a task that waits for the drain.
 pub async fn start(
     registry: Arc<Registry>,
     pool: Arc<ComputePool>,
@@ -231,80 +233,119 @@ pub async fn start(
         admin.check().map_err(StartError::Config)?;
     }
     let listeners = Listeners::bind(&config).await?;
+    // Before anything records a metric (announcing the live ensemble does).
     let metrics = crate::telemetry::install();
-    registry.announce();
-    let drain = Drain::new();
-    let shadow = Arc::new(ShadowSlot::new(
-        config.shadow.clone(),
-        Arc::clone(&config.hooks),
+    let parts = Parts::build(registry, pool, &config);
+    let (http_addr, grpc_addr) = (listeners.http.local_addr()?, listeners.grpc.local_addr()?);
+    let (admin, served) = serve(listeners, &parts, &config, metrics)?;
+    if config.handle_signals {
+        spawn_signal_task(parts.drain.clone())?;
+    }
+    let task = tokio::spawn(drain_task(
+        parts.drain.signal(),
+        served,
+        config.drain_timeout,
     ));
-    let service = Arc::new(Service::new(
-        Arc::clone(&registry),
-        Arc::clone(&pool),
-        config.limits,
-        Arc::clone(&shadow),
-        drain.signal(),
-        Arc::clone(&config.hooks),
-    ));
-    let http_addr = listeners.http.local_addr()?;
-    let grpc_addr = listeners.grpc.local_addr()?;
+    Ok(App {
+        http_addr,
+        grpc_addr,
+        admin,
+        service: parts.service,
+        deployer: parts.deployer,
+        drain: parts.drain,
+        task,
+    })
+}
+
+/// The serving state, built once every listener is bound.
+struct Parts {
+    drain: Drain,
+    service: Arc<Service>,
+    /// With the admin side only.
+    deployer: Option<Arc<Deployer>>,
+}
+
+impl Parts {
+    fn build(registry: Arc<Registry>, pool: Arc<ComputePool>, config: &AppConfig) -> Parts {
+        registry.announce();
+        let drain = Drain::new();
+        let hooks = &config.hooks;
+        let shadow = Arc::new(ShadowSlot::new(config.shadow.clone(), Arc::clone(hooks)));
+        let service = Arc::new(Service::new(
+            Arc::clone(&registry),
+            Arc::clone(&pool),
+            config.limits,
+            Arc::clone(&shadow),
+            drain.signal(),
+            Arc::clone(hooks),
+        ));
+        let deployer = config.admin.as_ref().map(|admin| {
+            registry.set_keep_previous(admin.keep_previous);
+            Arc::new(Deployer::new(
+                registry,
+                pool,
+                shadow,
+                admin.deploy.clone(),
+                drain.signal(),
+                Arc::clone(hooks),
+            ))
+        });
+        Parts {
+            drain,
+            service,
+            deployer,
+        }
+    }
+}
+
+type Served = Vec<JoinHandle<std::io::Result<()>>>;
+
+/// Starts every listener (the admin ones beside the serving ones) and the reload triggers.
+fn serve(
+    listeners: Listeners,
+    parts: &Parts,
+    config: &AppConfig,
+    metrics: Option<&'static PrometheusHandle>,
+) -> Result<(Option<AdminAddrs>, Served), StartError> {
+    let drain = &parts.drain;
+    let service = &parts.service;
     let mut served = vec![
         tokio::spawn(edge::serve_http(
             listeners.http,
-            Arc::clone(&service),
+            Arc::clone(service),
             metrics,
             drain.signal(),
         )),
         tokio::spawn(edge::serve_grpc(
             listeners.grpc,
-            Arc::clone(&service),
+            Arc::clone(service),
             drain.signal(),
         )),
     ];
-    let (mut admin, mut deployer) = (None, None);
-    if let (Some(admin_config), Some((http, grpc))) = (&config.admin, listeners.admin) {
-        registry.set_keep_previous(admin_config.keep_previous);
-        let d = Arc::new(Deployer::new(
-            Arc::clone(&registry),
-            pool,
-            shadow,
-            admin_config.deploy.clone(),
-            drain.signal(),
-            Arc::clone(&config.hooks),
-        ));
-        admin = Some(AdminAddrs {
-            http_addr: http.local_addr()?,
-            grpc_addr: grpc.local_addr()?,
-        });
-        let auth = AdminAuth::new(admin_config.token.as_deref());
-        served.push(tokio::spawn(edge::admin::serve_http(
-            http,
-            Arc::clone(&d),
-            auth.clone(),
-            drain.signal(),
-        )));
-        served.push(tokio::spawn(edge::admin::serve_grpc(
-            grpc,
-            Arc::clone(&d),
-            auth,
-            drain.signal(),
-        )));
-        start_triggers(admin_config, &d, drain.signal())?;
-        deployer = Some(d);
-    }
-    if config.handle_signals {
-        spawn_signal_task(drain.clone())?;
-    }
-    let task = tokio::spawn(drain_task(drain.signal(), served, config.drain_timeout));
-    Ok(App {
-        http_addr,
-        grpc_addr,
-        admin,
-        service,
-        deployer,
-        drain,
-        task,
-    })
+    let (Some(admin), Some((http, grpc)), Some(deployer)) =
+        (&config.admin, listeners.admin, &parts.deployer)
+    else {
+        return Ok((None, served));
+    };
+    let addrs = AdminAddrs {
+        http_addr: http.local_addr()?,
+        grpc_addr: grpc.local_addr()?,
+    };
+    let auth = AdminAuth::new(admin.token.as_deref());
+    served.push(tokio::spawn(edge::admin::serve_http(
+        http,
+        Arc::clone(deployer),
+        auth.clone(),
+        drain.signal(),
+    )));
+    served.push(tokio::spawn(edge::admin::serve_grpc(
+        grpc,
+        Arc::clone(deployer),
+        auth,
+        drain.signal(),
+    )));
+    start_triggers(admin, deployer, drain.signal())?;
+    Ok((Some(addrs), served))
 }
 
 /// SIGHUP and the manifest watch, if configured.
@@ -330,7 +371,7 @@ fn start_triggers(
 /// swapped, and its caller told so, not cut off).
 async fn drain_task(
     drain: DrainSignal,
-    served: Vec<JoinHandle<std::io::Result<()>>>,
+    served: Served,
     timeout: Duration,
 ) -> std::io::Result<Drained> {
     drain.started().await;

@@ -7,13 +7,13 @@
 //! - **previous**: the ensemble live before the last swap, kept for rollback until replaced or
 //!   released (never kept with `keep_previous` off).
 //! - **candidate**: loaded and warmed beside the live one, waiting for validation and promotion.
-//! - the **shadow** ensemble (mirrored traffic, `crate::shadow`) is kept by the serving state
-//!   (`AppState::shadow`), not here; the admin status adds it (`admin::AdminState::status`), and
-//!   promoting it stages it here as the candidate first.
+//! - the **shadow** ensemble (mirrored traffic) is kept by the [`ShadowSlot`](crate::shadow::ShadowSlot),
+//!   not here; the deployer's status adds it ([`Deployer::status`](crate::deploy::Deployer::status)),
+//!   and promoting it stages it here as the candidate first.
 //!
 //! Every slot change happens with the slots locked, and the live pointer is stored with them
 //! locked too, so the status is always consistent. The lock is held for pointer moves only; loading
-//! and validating happen outside (see [`crate::admin`]).
+//! and validating happen outside (see [`crate::deploy`]).
 
 use std::collections::HashSet;
 use std::path::PathBuf;

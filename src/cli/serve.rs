@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use lastmile::app::{self, AdminConfig, AppConfig, Drained};
+use lastmile::app::{self, AdminConfig, App, AppConfig, Drained};
 use lastmile::deploy::{DeployConfig, Gate};
+use lastmile::ensemble::Ensemble;
 use lastmile::registry::Registry;
 use lastmile::service::Limits;
 use lastmile::shadow::{LogConfig, ShadowSettings};
@@ -171,54 +172,99 @@ impl ShadowArgs {
 }
 
 pub fn run(args: ServeArgs) -> Result<(), Failure> {
-    if !(args.drain_timeout.is_finite() && args.drain_timeout >= 0.0) {
-        return Err(Failure {
-            message: "--drain-timeout must be a number of seconds >= 0".into(),
-            code: 2,
-        });
-    }
-    let shadow = args.shadow.settings()?;
-    let admin = args.admin.config(&args.ensemble)?;
-    let (ensemble, pool) = load(&args.ensemble)?;
-    let summary = format!(
-        "ensemble {:?} version {} ({} models, {} labels, {} compute threads)",
-        ensemble.name,
-        ensemble.version,
-        ensemble.models.len(),
-        ensemble.labels.len(),
-        pool.threads()
-    );
-    let first_field = ensemble.fields.first().cloned().unwrap_or_default();
-    let name = ensemble.name.clone();
-    let manifest = args.ensemble.manifest.clone();
+    let drain_timeout = args.drain_timeout;
+    let ensemble_args = args.ensemble.clone();
+    // Flags are checked before anything is loaded.
+    let config = args.config()?;
+    let (ensemble, pool) = load(&ensemble_args)?;
+    let banner = Banner::of(&ensemble, pool.threads(), ensemble_args.manifest);
     let registry = Arc::new(Registry::new(ensemble));
-    let config = AppConfig {
-        http_addr: args.http_addr,
-        grpc_addr: args.grpc_addr,
-        limits: Limits {
-            max_items_in_flight: args.max_items_in_flight,
-            max_items_per_request: args.max_items_per_request,
-            max_field_bytes: args.max_field_bytes,
-            max_body_bytes: args.max_body_bytes,
-        },
-        drain_timeout: Duration::from_secs_f64(args.drain_timeout),
-        handle_signals: true,
-        admin: Some(admin),
-        shadow,
-        ..AppConfig::default()
-    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("lastmile-io")
         .build()?;
     let served = runtime.block_on(async move {
-        let mut handle = app::start(registry, Arc::new(pool), config)
+        let mut app = app::start(registry, Arc::new(pool), config)
             .await
             .map_err(|e| Failure {
                 message: e.to_string(),
                 code: 1,
             })?;
-        let (http, grpc) = (handle.http_addr, handle.grpc_addr);
+        banner.print(&app);
+        match app.wait().await? {
+            Drained::Clean => eprintln!("lastmile: stopped (every in-flight request finished)"),
+            Drained::TimedOut => eprintln!(
+                "lastmile: stopped after the drain timeout ({drain_timeout}s) with requests \
+                 still in flight"
+            ),
+        }
+        Ok(())
+    });
+    // Work nobody waits for any more (a candidate still loading when shutdown began) must not
+    // hold the exit: the drain above is the promise.
+    runtime.shutdown_background();
+    served
+}
+
+impl ServeArgs {
+    /// The server's configuration, or which flag is wrong (exit 2).
+    fn config(self) -> Result<AppConfig, Failure> {
+        if !(self.drain_timeout.is_finite() && self.drain_timeout >= 0.0) {
+            return Err(Failure {
+                message: "--drain-timeout must be a number of seconds >= 0".into(),
+                code: 2,
+            });
+        }
+        Ok(AppConfig {
+            http_addr: self.http_addr,
+            grpc_addr: self.grpc_addr,
+            limits: Limits {
+                max_items_in_flight: self.max_items_in_flight,
+                max_items_per_request: self.max_items_per_request,
+                max_field_bytes: self.max_field_bytes,
+                max_body_bytes: self.max_body_bytes,
+            },
+            drain_timeout: Duration::from_secs_f64(self.drain_timeout),
+            handle_signals: true,
+            shadow: self.shadow.settings()?,
+            admin: Some(self.admin.config(&self.ensemble)?),
+            ..AppConfig::default()
+        })
+    }
+}
+
+/// What `serve` prints once it listens: what is served, where, and how to call it.
+struct Banner {
+    summary: String,
+    name: String,
+    first_field: String,
+    manifest: PathBuf,
+}
+
+impl Banner {
+    fn of(ensemble: &Ensemble, threads: usize, manifest: PathBuf) -> Banner {
+        Banner {
+            summary: format!(
+                "ensemble {:?} version {} ({} models, {} labels, {threads} compute threads)",
+                ensemble.name,
+                ensemble.version,
+                ensemble.models.len(),
+                ensemble.labels.len(),
+            ),
+            name: ensemble.name.clone(),
+            first_field: ensemble.fields.first().cloned().unwrap_or_default(),
+            manifest,
+        }
+    }
+
+    fn print(&self, app: &App) {
+        let (http, grpc) = (app.http_addr, app.grpc_addr);
+        let Banner {
+            summary,
+            name,
+            first_field,
+            manifest,
+        } = self;
         println!("lastmile: serving {summary}");
         println!("  REST  http://{http}  (POST /v1/predict, GET /v1/ensemble, /v2/models/{name}/infer, /metrics, /openapi.json)");
         println!("  gRPC  {grpc}  (lastmile.v1.Lastmile, inference.GRPCInferenceService, grpc.health.v1, reflection)");
@@ -226,7 +272,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             "  try:  curl -s http://{http}/v1/predict -H 'content-type: application/json' \
              -d '{{\"item\": {{\"{first_field}\": \"steel chef knife\"}}}}'"
         );
-        if let Some(admin) = &handle.admin {
+        if let Some(admin) = &app.admin {
             println!(
                 "  admin http://{}  (GET /admin/v1/status, POST /admin/v1/deploy, /load, /validate, \
                  /promote, /rollback, /release), gRPC {} (lastmile.v1.Admin); SIGHUP reloads {}",
@@ -236,17 +282,5 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             );
         }
         tracing::info!(%http, %grpc, "serving");
-        match handle.wait().await? {
-            Drained::Clean => eprintln!("lastmile: stopped (every in-flight request finished)"),
-            Drained::TimedOut => eprintln!(
-                "lastmile: stopped after the drain timeout ({}s) with requests still in flight",
-                args.drain_timeout
-            ),
-        }
-        Ok(())
-    });
-    // Work nobody waits for any more (a candidate still loading when shutdown began) must not
-    // hold the exit: the drain above is the promise.
-    runtime.shutdown_background();
-    served
+    }
 }

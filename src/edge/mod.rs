@@ -9,16 +9,16 @@
 //! Predictions go down the one request path ([`Service::predict`]); admin calls to the
 //! [`Deployer`](crate::deploy::Deployer). Every failure leaves as an [`ApiError`], mapped from
 //! the layer's own error once ([`error`]), and one tower layer counts and times every request
-//! ([`metered`]). Each `serve_*` runs until the drain signal, then finishes what is in flight.
+//! (`metered`). Each `serve_*` runs until the drain signal, then finishes what is in flight.
 
 pub mod admin;
 pub mod body;
 mod describe;
 pub mod error;
-mod grpc;
+pub mod grpc;
 pub(crate) mod metered;
 mod openapi;
-mod rest;
+pub mod rest;
 pub mod v2;
 
 use std::sync::Arc;

@@ -10,7 +10,7 @@
 //! fields = ["title", "description", "brand"]  # optional: the request fields; default: those the
 //!                                  # models read. Rules may name only these.
 //! validation = "valid.jsonl"       # optional: labelled JSON Lines (fields + `label`) that gates
-//!                                  # this ensemble's promotion in a hot swap (see `crate::admin`)
+//!                                  # this ensemble's promotion in a hot swap (see `crate::deploy`)
 //!
 //! [rename]                         # optional: inline renames, applied after rename_file
 //! "Kitchen > Knifes" = "Kitchen > Knives"

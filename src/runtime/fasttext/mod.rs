@@ -3,7 +3,7 @@
 //!
 //! Two paths, one answer:
 //! - models with dense matrices (softmax, one-vs-all, hierarchical softmax) score a whole batch as
-//!   one product of its sentence vectors with the output matrix ([`output::OutputMatrix`]), which
+//!   one product of its sentence vectors with the output matrix (`output::OutputMatrix`), which
 //!   is where batching pays; hierarchical softmax then walks its Huffman tree over the node scores;
 //! - quantised models score row by row through the crate's own predictor.
 //!
@@ -78,7 +78,7 @@ impl FastTextModel {
     }
 
     /// Loads a model from the bytes of its file. The layout is checked first (see
-    /// [`layout::check`]): the crate allocates whatever sizes a file declares, and a failed
+    /// `layout::check`): the crate allocates whatever sizes a file declares, and a failed
     /// allocation would abort the process.
     pub fn from_bytes(data: &[u8]) -> Result<Self, String> {
         layout::check(data)?;

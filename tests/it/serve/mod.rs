@@ -6,9 +6,10 @@
 //! binary tensor extension and over gRPC with typed and raw contents, metadata, Triton's model
 //! configuration, readiness, malformed tensors refused with what is wrong (`v2_rest`, `v2_grpc`,
 //! `v2_both`); health, reflection, metrics and the OpenAPI document (`ops`); graceful shutdown
-//! (`shutdown`); Triton's own Python client (`tritonclient`).
+//! (`shutdown`); binding every listener (`listen`); Triton's own Python client (`tritonclient`).
 
 mod answers;
+mod listen;
 mod ops;
 mod refusals;
 mod shutdown;
