@@ -1,12 +1,12 @@
 //! One item's ranking while the rules run: the voted score of every label, plus at most one
 //! *pinned* node that ranks first whatever its score (a forced label, a fallback, a backoff
-//! parent). Also where the rules run and the answer is assembled ([`Combiner::decide`]).
+//! parent), and what applying a rule did to it ([`Outcome`]). Also where the rules run and the
+//! answer is assembled ([`Combiner::decide`]).
 //!
 //! Labels that cannot be answered carry a negative score, so the final selection only has to look
 //! at one array: [`UNCOVERED`] for labels no model covers (they can still be forced or be a
 //! fallback), [`EXCLUDED`] for labels a rule or the request removed (nothing brings them back).
 
-use super::rules::Outcome;
 use super::select::{rank_labels, Entry};
 use super::strategy::Input;
 use super::taxonomy::Taxonomy;
@@ -16,6 +16,19 @@ use super::{Answer, Combiner, ItemView, Models, Prediction, Scratch};
 pub(crate) const UNCOVERED: f32 = -1.0;
 /// Score of a label removed by a rule or by the request's candidates.
 pub(crate) const EXCLUDED: f32 = f32::NEG_INFINITY;
+
+/// What applying one rule did.
+pub(crate) enum Outcome {
+    Unchanged,
+    Fired,
+    /// Fired and decided the answer (a fallback): no later rule runs.
+    Final,
+    /// Fired and emptied the answer; `about` is the label it refused, if any.
+    Abstain {
+        reason: String,
+        about: Option<u32>,
+    },
+}
 
 pub(crate) struct Ranking<'s> {
     pub scores: &'s mut [f32],

@@ -9,7 +9,7 @@
 use regex::Regex;
 
 use super::config::{check, list, non_negative, Action, ConfigError, RuleConfig};
-use super::ranking::Ranking;
+use super::ranking::{Outcome, Ranking};
 use super::taxonomy::Taxonomy;
 use super::Combiner;
 use crate::labels::LabelSpace;
@@ -53,19 +53,6 @@ pub(crate) enum Act {
     Force,
     Multiply(f32),
     Exclude,
-}
-
-/// What applying one rule did.
-pub(crate) enum Outcome {
-    Unchanged,
-    Fired,
-    /// Fired and decided the answer (a fallback): no later rule runs.
-    Final,
-    /// Fired and emptied the answer; `about` is the label it refused, if any.
-    Abstain {
-        reason: String,
-        about: Option<u32>,
-    },
 }
 
 impl Rule {
