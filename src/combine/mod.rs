@@ -126,6 +126,7 @@
 
 mod answer;
 mod config;
+mod decide;
 mod mathf;
 mod plan;
 mod ranking;

@@ -182,149 +182,12 @@ impl Combiner {
         fields: &[String],
     ) -> Result<Self, ConfigError> {
         let n = labels.len();
-        let outer_strategy =
-            Strategy::parse(vote.strategy.as_deref(), vote.rank_k, vote.floor, "vote")?;
-        let agreement_k = check(
-            vote.agreement_k.unwrap_or(DEFAULT_AGREEMENT_K),
-            |k| k >= 1,
-            "vote",
-            "agreement_k",
-            "at least 1",
-        )?;
-        let sep = vote.label_separator.as_deref().unwrap_or(DEFAULT_SEPARATOR);
-        check(
-            sep.len(),
-            |l| l > 0,
-            "vote",
-            "label_separator",
-            "a non-empty string",
-        )?;
-
-        let mut group_specs = Vec::new();
-        for (name, g) in &vote.groups {
-            let table = format!("vote.groups.{name}");
-            let rank_k = g.rank_k.or(vote.rank_k);
-            let strategy = Strategy::parse(
-                g.strategy.as_deref(),
-                rank_k,
-                g.floor.or(vote.floor),
-                &table,
-            )?;
-            let weight = check(
-                g.weight.unwrap_or(1.0),
-                non_negative,
-                &table,
-                "weight",
-                "a finite number >= 0",
-            )?;
-            if !models.iter().any(|m| m.group == Some(name.as_str())) {
-                return Err(ConfigError::EmptyGroup { place: table });
-            }
-            group_specs.push((name.as_str(), strategy, weight));
-        }
-
-        if models.is_empty() {
-            return Err(invalid("vote", "the ensemble has no models"));
-        }
-        let mut order: Vec<usize> = (0..models.len()).collect();
-        order.sort_by(|&a, &b| models[a].name.cmp(models[b].name));
-        for pair in order.windows(2) {
-            if models[pair[0]].name == models[pair[1]].name {
-                return Err(invalid(
-                    &format!("model {:?}", models[pair[0]].name),
-                    "two models have this name",
-                ));
-            }
-        }
-        let group_of = |m: &ModelView<'_>| {
-            m.group
-                .and_then(|g| group_specs.iter().position(|s| s.0 == g))
-        };
-        for &i in &order {
-            let m = &models[i];
-            let place = format!("model {:?}", m.name);
-            check(
-                m.weight,
-                non_negative,
-                &place,
-                "weight",
-                "a finite number >= 0",
-            )?;
-            check(
-                m.temperature,
-                |t| t.is_finite() && t > 0.0,
-                &place,
-                "temperature",
-                "a finite number > 0",
-            )?;
-            if let (Some(g), None) = (m.group, group_of(m)) {
-                return Err(ConfigError::UnknownGroup {
-                    place,
-                    group: g.to_owned(),
-                    groups: list(vote.groups.keys().map(String::as_str)),
-                });
-            }
-            if let Some(bad) = m.label_ids.iter().find(|&&l| l as usize >= n) {
-                return Err(invalid(
-                    &place,
-                    &format!("label id {bad} is outside the label space ({n} labels)"),
-                ));
-            }
-        }
-
-        // Models that vote: positive weight, and a positive group weight if grouped.
-        let active = order.iter().copied().filter(|&i| {
-            models[i].weight > 0.0 && group_of(&models[i]).is_none_or(|g| group_specs[g].2 > 0.0)
-        });
-        let mut prepared_len = 0;
-        let mut plans: Vec<ModelPlan> = active
-            .map(|i| ModelPlan::new(i, &models[i], n, &mut prepared_len))
-            .collect();
-
-        let mut groups = Vec::new();
-        let mut outer_members = Vec::new();
-        let mut outer_covers: Vec<Vec<u32>> = Vec::new();
-        for (g, (_, strategy, weight)) in group_specs.iter().enumerate() {
-            let members: Vec<usize> = (0..plans.len())
-                .filter(|&p| group_of(&models[plans[p].index]) == Some(g))
-                .collect();
-            if members.is_empty() {
-                continue; // the group or all its models weigh 0
-            }
-            let covers: Vec<&[u32]> = members.iter().map(|&p| plans[p].ids.as_slice()).collect();
-            let raw = members
-                .iter()
-                .map(|&p| (Voter::Model(p), plans[p].weight))
-                .collect();
-            let pool = Pool::new(*strategy, raw, &covers, n);
-            for (&p, member) in members.iter().zip(&pool.members) {
-                plans[p].home = Some(groups.len());
-                plans[p].member_weight = member.weight;
-            }
-            outer_members.push((Voter::Group(groups.len()), *weight));
-            outer_covers.push(pool.covered());
-            groups.push(pool);
-        }
-        for (p, plan) in plans.iter().enumerate() {
-            if models[plan.index].group.is_none() {
-                outer_members.push((Voter::Model(p), plan.weight));
-                outer_covers.push(plan.ids.clone());
-            }
-        }
-        if outer_members.is_empty() {
-            return Err(invalid(
-                "vote",
-                "no model takes part: every model (or its group) has weight 0",
-            ));
-        }
-        let covers: Vec<&[u32]> = outer_covers.iter().map(Vec::as_slice).collect();
-        let outer = Pool::new(outer_strategy, outer_members, &covers, n);
-        for member in &outer.members {
-            if let Voter::Model(p) = member.voter {
-                plans[p].member_weight = member.weight;
-            }
-        }
-
+        let (outer_strategy, agreement_k, sep) = vote_settings(vote)?;
+        let group_specs = group_specs(vote, models)?;
+        let order = name_order(models)?;
+        check_models(vote, models, &order, &group_specs, n)?;
+        let (mut plans, prepared_len) = plan_models(models, &order, &group_specs, n);
+        let (groups, outer) = pools(outer_strategy, models, &group_specs, &mut plans, n)?;
         let model_depth = groups
             .iter()
             .map(|g| g.strategy.top_depth())
@@ -335,11 +198,7 @@ impl Combiner {
             .filter(|&l| outer.inv_cover[l as usize] == 0.0)
             .collect();
         let taxonomy = Taxonomy::new(labels, sep);
-        let rules = rules
-            .iter()
-            .enumerate()
-            .map(|(i, r)| Rule::compile(i + 1, r, labels, &taxonomy, fields))
-            .collect::<Result<_, _>>()?;
+        let rules = compile_rules(rules, labels, &taxonomy, fields)?;
         let mut plan_of = vec![None; models.len()];
         for (p, plan) in plans.iter().enumerate() {
             plan_of[plan.index] = Some(p);
@@ -358,6 +217,233 @@ impl Combiner {
             prepared_len,
         })
     }
+}
+
+/// One `[vote.groups.*]` table, checked.
+struct GroupSpec<'v> {
+    name: &'v str,
+    strategy: Strategy,
+    weight: f32,
+}
+
+/// `[vote]`'s own keys, checked first: the outer strategy, `agreement_k`, the separator.
+fn vote_settings(vote: &VoteConfig) -> Result<(Strategy, usize, &str), ConfigError> {
+    let outer_strategy =
+        Strategy::parse(vote.strategy.as_deref(), vote.rank_k, vote.floor, "vote")?;
+    let agreement_k = check(
+        vote.agreement_k.unwrap_or(DEFAULT_AGREEMENT_K),
+        |k| k >= 1,
+        "vote",
+        "agreement_k",
+        "at least 1",
+    )?;
+    let sep = vote.label_separator.as_deref().unwrap_or(DEFAULT_SEPARATOR);
+    check(
+        sep.len(),
+        |l| l > 0,
+        "vote",
+        "label_separator",
+        "a non-empty string",
+    )?;
+    Ok((outer_strategy, agreement_k, sep))
+}
+
+/// The `[vote.groups.*]` tables with `[vote]`'s defaults filled in; a group no model names fails.
+fn group_specs<'v>(
+    vote: &'v VoteConfig,
+    models: &[ModelView<'_>],
+) -> Result<Vec<GroupSpec<'v>>, ConfigError> {
+    let mut group_specs = Vec::new();
+    for (name, g) in &vote.groups {
+        let table = format!("vote.groups.{name}");
+        let rank_k = g.rank_k.or(vote.rank_k);
+        let strategy = Strategy::parse(
+            g.strategy.as_deref(),
+            rank_k,
+            g.floor.or(vote.floor),
+            &table,
+        )?;
+        let weight = check(
+            g.weight.unwrap_or(1.0),
+            non_negative,
+            &table,
+            "weight",
+            "a finite number >= 0",
+        )?;
+        if !models.iter().any(|m| m.group == Some(name.as_str())) {
+            return Err(ConfigError::EmptyGroup { place: table });
+        }
+        group_specs.push(GroupSpec {
+            name: name.as_str(),
+            strategy,
+            weight,
+        });
+    }
+    Ok(group_specs)
+}
+
+/// Model indices in name order, so that every sum runs in one order; a repeated name fails.
+fn name_order(models: &[ModelView<'_>]) -> Result<Vec<usize>, ConfigError> {
+    if models.is_empty() {
+        return Err(invalid("vote", "the ensemble has no models"));
+    }
+    let mut order: Vec<usize> = (0..models.len()).collect();
+    order.sort_by(|&a, &b| models[a].name.cmp(models[b].name));
+    for pair in order.windows(2) {
+        if models[pair[0]].name == models[pair[1]].name {
+            return Err(invalid(
+                &format!("model {:?}", models[pair[0]].name),
+                "two models have this name",
+            ));
+        }
+    }
+    Ok(order)
+}
+
+/// The group model `m` names, as an index into `groups`, if that group exists.
+fn group_of(groups: &[GroupSpec<'_>], m: &ModelView<'_>) -> Option<usize> {
+    m.group
+        .and_then(|g| groups.iter().position(|s| s.name == g))
+}
+
+/// Each model's weight, temperature, group and label ids, checked in name order.
+fn check_models(
+    vote: &VoteConfig,
+    models: &[ModelView<'_>],
+    order: &[usize],
+    groups: &[GroupSpec<'_>],
+    n: usize,
+) -> Result<(), ConfigError> {
+    for &i in order {
+        let m = &models[i];
+        let place = format!("model {:?}", m.name);
+        check(
+            m.weight,
+            non_negative,
+            &place,
+            "weight",
+            "a finite number >= 0",
+        )?;
+        check(
+            m.temperature,
+            |t| t.is_finite() && t > 0.0,
+            &place,
+            "temperature",
+            "a finite number > 0",
+        )?;
+        if let (Some(g), None) = (m.group, group_of(groups, m)) {
+            return Err(ConfigError::UnknownGroup {
+                place,
+                group: g.to_owned(),
+                groups: list(vote.groups.keys().map(String::as_str)),
+            });
+        }
+        if let Some(bad) = m.label_ids.iter().find(|&&l| l as usize >= n) {
+            return Err(invalid(
+                &place,
+                &format!("label id {bad} is outside the label space ({n} labels)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Plans of the models that vote (weight > 0, group weight > 0), and the `prepared` floats used.
+fn plan_models(
+    models: &[ModelView<'_>],
+    order: &[usize],
+    groups: &[GroupSpec<'_>],
+    n: usize,
+) -> (Vec<ModelPlan>, usize) {
+    let active = order.iter().copied().filter(|&i| {
+        models[i].weight > 0.0
+            && group_of(groups, &models[i]).is_none_or(|g| groups[g].weight > 0.0)
+    });
+    let mut prepared_len = 0;
+    let plans = active
+        .map(|i| ModelPlan::new(i, &models[i], n, &mut prepared_len))
+        .collect();
+    (plans, prepared_len)
+}
+
+/// The group pools that take part and the pool across them; sets each plan's home and weight.
+fn pools(
+    outer_strategy: Strategy,
+    models: &[ModelView<'_>],
+    group_specs: &[GroupSpec<'_>],
+    plans: &mut [ModelPlan],
+    n: usize,
+) -> Result<(Vec<Pool>, Pool), ConfigError> {
+    let mut groups = Vec::new();
+    let mut outer_members = Vec::new();
+    let mut outer_covers: Vec<Vec<u32>> = Vec::new();
+    for (g, spec) in group_specs.iter().enumerate() {
+        let members: Vec<usize> = (0..plans.len())
+            .filter(|&p| group_of(group_specs, &models[plans[p].index]) == Some(g))
+            .collect();
+        if members.is_empty() {
+            continue; // the group or all its models weigh 0
+        }
+        let pool = group_pool(spec.strategy, &members, plans, groups.len(), n);
+        outer_members.push((Voter::Group(groups.len()), spec.weight));
+        outer_covers.push(pool.covered());
+        groups.push(pool);
+    }
+    for (p, plan) in plans.iter().enumerate() {
+        if models[plan.index].group.is_none() {
+            outer_members.push((Voter::Model(p), plan.weight));
+            outer_covers.push(plan.ids.clone());
+        }
+    }
+    if outer_members.is_empty() {
+        return Err(invalid(
+            "vote",
+            "no model takes part: every model (or its group) has weight 0",
+        ));
+    }
+    let covers: Vec<&[u32]> = outer_covers.iter().map(Vec::as_slice).collect();
+    let outer = Pool::new(outer_strategy, outer_members, &covers, n);
+    for member in &outer.members {
+        if let Voter::Model(p) = member.voter {
+            plans[p].member_weight = member.weight;
+        }
+    }
+    Ok((groups, outer))
+}
+
+/// One group's pool over `members`, which get it (pool number `home`) as home, and their weights.
+fn group_pool(
+    strategy: Strategy,
+    members: &[usize],
+    plans: &mut [ModelPlan],
+    home: usize,
+    n: usize,
+) -> Pool {
+    let covers: Vec<&[u32]> = members.iter().map(|&p| plans[p].ids.as_slice()).collect();
+    let raw = members
+        .iter()
+        .map(|&p| (Voter::Model(p), plans[p].weight))
+        .collect();
+    let pool = Pool::new(strategy, raw, &covers, n);
+    for (&p, member) in members.iter().zip(&pool.members) {
+        plans[p].home = Some(home);
+        plans[p].member_weight = member.weight;
+    }
+    pool
+}
+
+/// Every `[[rule]]`, compiled in manifest order and numbered from 1, as messages name them.
+fn compile_rules(
+    rules: &[RuleConfig],
+    labels: &LabelSpace,
+    taxonomy: &Taxonomy,
+    fields: &[String],
+) -> Result<Vec<Rule>, ConfigError> {
+    rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Rule::compile(i + 1, r, labels, taxonomy, fields))
+        .collect()
 }
 
 fn invalid(place: &str, reason: &str) -> ConfigError {

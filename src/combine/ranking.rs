@@ -1,21 +1,31 @@
 //! One item's ranking while the rules run: the voted score of every label, plus at most one
 //! *pinned* node that ranks first whatever its score (a forced label, a fallback, a backoff
-//! parent). Also where the rules run and the answer is assembled ([`Combiner::decide`]).
+//! parent), and what applying a rule did to it ([`Outcome`]).
 //!
 //! Labels that cannot be answered carry a negative score, so the final selection only has to look
 //! at one array: [`UNCOVERED`] for labels no model covers (they can still be forced or be a
 //! fallback), [`EXCLUDED`] for labels a rule or the request removed (nothing brings them back).
 
-use super::rules::Outcome;
-use super::select::{rank_labels, Entry};
-use super::strategy::Input;
+use super::select::Entry;
 use super::taxonomy::Taxonomy;
-use super::{Answer, Combiner, ItemView, Models, Prediction, Scratch};
 
 /// Score of a label no voting model covers.
 pub(crate) const UNCOVERED: f32 = -1.0;
 /// Score of a label removed by a rule or by the request's candidates.
 pub(crate) const EXCLUDED: f32 = f32::NEG_INFINITY;
+
+/// What applying one rule did.
+pub(crate) enum Outcome {
+    Unchanged,
+    Fired,
+    /// Fired and decided the answer (a fallback): no later rule runs.
+    Final,
+    /// Fired and emptied the answer; `about` is the label it refused, if any.
+    Abstain {
+        reason: String,
+        about: Option<u32>,
+    },
+}
 
 pub(crate) struct Ranking<'s> {
     pub scores: &'s mut [f32],
@@ -119,120 +129,6 @@ impl Ranking<'_> {
                 about,
             },
             None => Outcome::Abstain { reason, about },
-        }
-    }
-}
-
-impl Combiner {
-    /// Candidates, rules, the final ranking, agreement and the explanation.
-    pub(crate) fn decide(
-        &self,
-        item: &ItemView<'_>,
-        models: Models<'_>,
-        s: &mut Scratch,
-    ) -> Answer {
-        let l = self.labels;
-        if let Some(cands) = item.candidates {
-            s.mask.clear();
-            s.mask.resize(l, false);
-            for c in cands {
-                self.taxonomy
-                    .with_prefix(c)
-                    .for_each(|id| s.mask[id as usize] = true);
-            }
-            for (score, &ok) in s.scores.iter_mut().zip(s.mask.iter()) {
-                if !ok {
-                    *score = EXCLUDED;
-                }
-            }
-        }
-        let accepts = |node: u32| {
-            let name = self.taxonomy.name(node);
-            item.candidates
-                .is_none_or(|c| c.iter().any(|c| name.starts_with(c.as_str())))
-        };
-        let model_tops = &s.model_tops;
-        let agreement = |node: u32| self.agreement(node, model_tops);
-        let mut ranking = Ranking {
-            scores: &mut s.scores[..l],
-            tiebreak: self
-                .outer
-                .strategy
-                .has_tiebreak()
-                .then_some(&s.tiebreak[..l]),
-            pinned: None,
-        };
-        let mut rules_fired = Vec::new();
-        let mut abstained = None;
-        let mut refused = None;
-        for rule in &self.rules {
-            match self.apply(rule, item.fields, &mut ranking, &agreement, &accepts) {
-                Outcome::Unchanged => continue,
-                Outcome::Fired => rules_fired.push(rule.name.clone()),
-                Outcome::Final => {
-                    rules_fired.push(rule.name.clone());
-                    break;
-                }
-                Outcome::Abstain { reason, about } => {
-                    rules_fired.push(rule.name.clone());
-                    abstained = Some(reason);
-                    refused = about;
-                    break;
-                }
-            }
-        }
-
-        let mut predictions = Vec::new();
-        if abstained.is_none() && item.top_k > 0 {
-            let pinned = ranking.pinned;
-            predictions.extend(pinned.map(|p| Prediction {
-                label: p.label,
-                score: p.score,
-            }));
-            let rest = item.top_k - predictions.len();
-            let skip = pinned.map(|p| p.label);
-            rank_labels(
-                ranking.scores,
-                ranking.tiebreak,
-                skip,
-                rest,
-                &mut s.order,
-                &mut s.ranked,
-            );
-            predictions.extend(s.ranked.iter().map(|e| Prediction {
-                label: e.label,
-                score: e.score,
-            }));
-            if predictions.is_empty() {
-                abstained =
-                    Some("no label can be answered (all excluded or not covered)".to_owned());
-            }
-        }
-        let judged = predictions.first().map(|p| p.label).or(refused);
-        let explanation = item.explain.then(|| {
-            let input = |m: usize| {
-                let (ids, scores) = self.model_scores(m, models, &s.prepared);
-                Input {
-                    ids,
-                    scores,
-                    top: model_tops.get(m),
-                }
-            };
-            self.explain(
-                &predictions,
-                item.top_k,
-                &input,
-                &mut s.slots,
-                &mut s.needed,
-                &mut s.values,
-            )
-        });
-        Answer {
-            agreement: judged.map_or(0, agreement),
-            predictions,
-            rules_fired,
-            abstained,
-            explanation,
         }
     }
 }

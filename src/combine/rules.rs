@@ -9,7 +9,7 @@
 use regex::Regex;
 
 use super::config::{check, list, non_negative, Action, ConfigError, RuleConfig};
-use super::ranking::Ranking;
+use super::ranking::{Outcome, Ranking};
 use super::taxonomy::Taxonomy;
 use super::Combiner;
 use crate::labels::LabelSpace;
@@ -55,19 +55,6 @@ pub(crate) enum Act {
     Exclude,
 }
 
-/// What applying one rule did.
-pub(crate) enum Outcome {
-    Unchanged,
-    Fired,
-    /// Fired and decided the answer (a fallback): no later rule runs.
-    Final,
-    /// Fired and emptied the answer; `about` is the label it refused, if any.
-    Abstain {
-        reason: String,
-        about: Option<u32>,
-    },
-}
-
 impl Rule {
     /// Compiles rule number `n` (1-based, as `rule n (type)` in messages).
     pub(crate) fn compile(
@@ -77,163 +64,245 @@ impl Rule {
         taxonomy: &Taxonomy,
         fields: &[String],
     ) -> Result<Rule, ConfigError> {
-        let place = format!("rule {n} ({})", cfg.kind());
-        let label = |name: &str| {
-            space.id(name).ok_or_else(|| ConfigError::UnknownLabel {
-                place: place.clone(),
-                label: name.to_owned(),
-            })
-        };
-        let fallback = |f: &Option<String>| f.as_deref().map(label).transpose();
-        let field = |name: &str| {
-            fields
-                .iter()
-                .position(|f| f == name)
-                .ok_or_else(|| ConfigError::UnknownField {
-                    place: place.clone(),
-                    field: name.to_owned(),
-                    fields: list(fields.iter().map(String::as_str)),
-                })
-        };
-        let act = |action: Action, factor: Option<f32>| match (action, factor) {
-            (Action::Multiply, Some(f)) => Ok(Act::Multiply(check(
-                f,
-                non_negative,
-                &place,
-                "factor",
-                "a finite number >= 0",
-            )?)),
-            (Action::Multiply, None) => {
-                Err(invalid(&place, "action = \"multiply\" needs a factor"))
-            }
-            (_, Some(_)) => Err(invalid(
-                &place,
-                "factor is only read with action = \"multiply\"",
-            )),
-            (Action::Force, None) => Ok(Act::Force),
-            (Action::Exclude, None) => Ok(Act::Exclude),
-        };
-        let matching = |entries: &[String]| -> Result<Vec<u32>, ConfigError> {
-            let mut ids = Vec::new();
-            for e in entries {
-                let before = ids.len();
-                ids.extend(taxonomy.with_prefix(e));
-                if ids.len() == before {
-                    return Err(ConfigError::NoLabelMatches {
-                        place: place.clone(),
-                        label: e.clone(),
-                    });
-                }
-            }
-            ids.sort_unstable();
-            ids.dedup();
-            Ok(ids)
+        let c = Compiling {
+            place: format!("rule {n} ({})", cfg.kind()),
+            space,
+            taxonomy,
+            fields,
         };
         let kind = match cfg {
             RuleConfig::MinConfidence {
                 threshold,
-                fallback: f,
+                fallback,
                 ..
-            } => Kind::MinConfidence {
-                threshold: check(
-                    *threshold,
-                    non_negative,
-                    &place,
-                    "threshold",
-                    "a finite number >= 0",
-                )?,
-                fallback: fallback(f)?,
-            },
+            } => c.min_confidence(*threshold, fallback)?,
             RuleConfig::MinAgreement {
-                models,
-                fallback: f,
-                ..
-            } => Kind::MinAgreement {
-                models: check(*models, |m| m >= 1, &place, "models", "at least 1")?,
-                fallback: fallback(f)?,
-            },
+                models, fallback, ..
+            } => c.min_agreement(*models, fallback)?,
             RuleConfig::Keyword {
-                field: f,
+                field,
                 keywords,
-                label: l,
+                label,
                 action,
                 factor,
                 ..
-            } => Kind::Match {
-                field: field(f)?,
-                regex: keyword_regex(keywords)
-                    .ok_or_else(|| invalid(&place, "keywords is empty"))?,
-                label: label(l)?,
-                act: act(*action, *factor)?,
-            },
+            } => c.keyword(field, keywords, label, *action, *factor)?,
             RuleConfig::Regex {
-                field: f,
+                field,
                 pattern,
-                label: l,
+                label,
                 action,
                 factor,
                 ..
-            } => Kind::Match {
-                field: field(f)?,
-                regex: Regex::new(pattern).map_err(|e| ConfigError::BadPattern {
-                    place: place.clone(),
-                    reason: one_line_regex_error(&e),
-                })?,
-                label: label(l)?,
-                act: act(*action, *factor)?,
-            },
-            RuleConfig::Allow { labels, .. } => {
-                let allowed = matching(labels)?;
-                let mut keep = vec![false; space.len()];
-                allowed.iter().for_each(|&l| keep[l as usize] = true);
-                Kind::Exclude {
-                    labels: (0..space.len() as u32)
-                        .filter(|&l| !keep[l as usize])
-                        .collect(),
-                }
-            }
-            RuleConfig::Deny { labels, .. } => Kind::Exclude {
-                labels: matching(labels)?,
-            },
+            } => c.regex(field, pattern, label, *action, *factor)?,
+            RuleConfig::Allow { labels, .. } => c.allow(labels)?,
+            RuleConfig::Deny { labels, .. } => c.deny(labels)?,
             RuleConfig::TaxonomyBackoff {
                 leaf_threshold,
                 parent_threshold,
                 levels,
                 ..
-            } => {
-                if !taxonomy.has_paths() {
-                    return Err(invalid(
-                        &place,
-                        "no label name is a path (no label contains the separator)",
-                    ));
-                }
-                Kind::Backoff {
-                    leaf: check(
-                        *leaf_threshold,
-                        non_negative,
-                        &place,
-                        "leaf_threshold",
-                        "a finite number >= 0",
-                    )?,
-                    parent: check(
-                        *parent_threshold,
-                        non_negative,
-                        &place,
-                        "parent_threshold",
-                        "a finite number >= 0",
-                    )?,
-                    levels: check(
-                        levels.unwrap_or(1),
-                        |l| l >= 1,
-                        &place,
-                        "levels",
-                        "at least 1",
-                    )?,
-                }
-            }
+            } => c.taxonomy_backoff(*leaf_threshold, *parent_threshold, *levels)?,
         };
-        let name = cfg.name().map_or(place.clone(), str::to_owned);
+        let name = cfg.name().map_or(c.place, str::to_owned);
         Ok(Rule { name, kind })
+    }
+}
+
+/// One rule being compiled: its place in messages, and what its names resolve against.
+struct Compiling<'a> {
+    place: String,
+    space: &'a LabelSpace,
+    taxonomy: &'a Taxonomy,
+    fields: &'a [String],
+}
+
+impl Compiling<'_> {
+    /// `type = "min_confidence"`: a threshold on the top score, and an optional fallback.
+    fn min_confidence(
+        &self,
+        threshold: f32,
+        fallback: &Option<String>,
+    ) -> Result<Kind, ConfigError> {
+        Ok(Kind::MinConfidence {
+            threshold: check(
+                threshold,
+                non_negative,
+                &self.place,
+                "threshold",
+                "a finite number >= 0",
+            )?,
+            fallback: self.fallback(fallback)?,
+        })
+    }
+
+    /// `type = "min_agreement"`: how many models must agree, and an optional fallback.
+    fn min_agreement(&self, models: u32, fallback: &Option<String>) -> Result<Kind, ConfigError> {
+        Ok(Kind::MinAgreement {
+            models: check(models, |m| m >= 1, &self.place, "models", "at least 1")?,
+            fallback: self.fallback(fallback)?,
+        })
+    }
+
+    /// `type = "keyword"`: the keywords as one whole-word pattern on a field.
+    fn keyword(
+        &self,
+        field: &str,
+        keywords: &[String],
+        label: &str,
+        action: Action,
+        factor: Option<f32>,
+    ) -> Result<Kind, ConfigError> {
+        Ok(Kind::Match {
+            field: self.field(field)?,
+            regex: keyword_regex(keywords)
+                .ok_or_else(|| invalid(&self.place, "keywords is empty"))?,
+            label: self.label(label)?,
+            act: self.act(action, factor)?,
+        })
+    }
+
+    /// `type = "regex"`: the manifest's own pattern on a field.
+    fn regex(
+        &self,
+        field: &str,
+        pattern: &str,
+        label: &str,
+        action: Action,
+        factor: Option<f32>,
+    ) -> Result<Kind, ConfigError> {
+        Ok(Kind::Match {
+            field: self.field(field)?,
+            regex: Regex::new(pattern).map_err(|e| ConfigError::BadPattern {
+                place: self.place.clone(),
+                reason: one_line_regex_error(&e),
+            })?,
+            label: self.label(label)?,
+            act: self.act(action, factor)?,
+        })
+    }
+
+    /// `type = "allow"`: compiled to the labels it does not allow.
+    fn allow(&self, labels: &[String]) -> Result<Kind, ConfigError> {
+        let allowed = self.matching(labels)?;
+        let mut keep = vec![false; self.space.len()];
+        allowed.iter().for_each(|&l| keep[l as usize] = true);
+        Ok(Kind::Exclude {
+            labels: (0..self.space.len() as u32)
+                .filter(|&l| !keep[l as usize])
+                .collect(),
+        })
+    }
+
+    /// `type = "deny"`: the labels it names.
+    fn deny(&self, labels: &[String]) -> Result<Kind, ConfigError> {
+        Ok(Kind::Exclude {
+            labels: self.matching(labels)?,
+        })
+    }
+
+    /// `type = "taxonomy_backoff"`: needs label names that are paths, and two thresholds.
+    fn taxonomy_backoff(
+        &self,
+        leaf_threshold: f32,
+        parent_threshold: f32,
+        levels: Option<usize>,
+    ) -> Result<Kind, ConfigError> {
+        if !self.taxonomy.has_paths() {
+            return Err(invalid(
+                &self.place,
+                "no label name is a path (no label contains the separator)",
+            ));
+        }
+        Ok(Kind::Backoff {
+            leaf: check(
+                leaf_threshold,
+                non_negative,
+                &self.place,
+                "leaf_threshold",
+                "a finite number >= 0",
+            )?,
+            parent: check(
+                parent_threshold,
+                non_negative,
+                &self.place,
+                "parent_threshold",
+                "a finite number >= 0",
+            )?,
+            levels: check(
+                levels.unwrap_or(1),
+                |l| l >= 1,
+                &self.place,
+                "levels",
+                "at least 1",
+            )?,
+        })
+    }
+
+    /// The id of a label the rule names.
+    fn label(&self, name: &str) -> Result<u32, ConfigError> {
+        self.space
+            .id(name)
+            .ok_or_else(|| ConfigError::UnknownLabel {
+                place: self.place.clone(),
+                label: name.to_owned(),
+            })
+    }
+
+    /// The id of the rule's fallback label, if it has one.
+    fn fallback(&self, fallback: &Option<String>) -> Result<Option<u32>, ConfigError> {
+        fallback.as_deref().map(|f| self.label(f)).transpose()
+    }
+
+    /// The index of a request field the rule reads.
+    fn field(&self, name: &str) -> Result<usize, ConfigError> {
+        self.fields
+            .iter()
+            .position(|f| f == name)
+            .ok_or_else(|| ConfigError::UnknownField {
+                place: self.place.clone(),
+                field: name.to_owned(),
+                fields: list(self.fields.iter().map(String::as_str)),
+            })
+    }
+
+    /// What a match does: `factor` goes with `action = "multiply"` and only with it.
+    fn act(&self, action: Action, factor: Option<f32>) -> Result<Act, ConfigError> {
+        let place = &self.place;
+        match (action, factor) {
+            (Action::Multiply, Some(f)) => Ok(Act::Multiply(check(
+                f,
+                non_negative,
+                place,
+                "factor",
+                "a finite number >= 0",
+            )?)),
+            (Action::Multiply, None) => Err(invalid(place, "action = \"multiply\" needs a factor")),
+            (_, Some(_)) => Err(invalid(
+                place,
+                "factor is only read with action = \"multiply\"",
+            )),
+            (Action::Force, None) => Ok(Act::Force),
+            (Action::Exclude, None) => Ok(Act::Exclude),
+        }
+    }
+
+    /// The labels `entries` name or prefix, sorted, each once; an entry matching none fails.
+    fn matching(&self, entries: &[String]) -> Result<Vec<u32>, ConfigError> {
+        let mut ids = Vec::new();
+        for e in entries {
+            let before = ids.len();
+            ids.extend(self.taxonomy.with_prefix(e));
+            if ids.len() == before {
+                return Err(ConfigError::NoLabelMatches {
+                    place: self.place.clone(),
+                    label: e.clone(),
+                });
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids)
     }
 }
 

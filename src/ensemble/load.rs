@@ -39,134 +39,23 @@ impl Ensemble {
         Self::from_manifest(manifest, threads, previous)
     }
 
+    /// [`Ensemble::load_reusing`] of a parsed manifest, phase by phase; the first error stops it.
     pub fn from_manifest(
         manifest: Manifest,
         threads: usize,
         previous: &[&Ensemble],
     ) -> Result<Ensemble, ManifestError> {
         let started = Instant::now();
-        let loaded_before: HashMap<&str, &Arc<dyn Runtime>> = previous
-            .iter()
-            .flat_map(|e| &e.models)
-            .map(|m| (m.identity.as_str(), &m.runtime))
-            .collect();
-        let loaded = parallel_map(threads, manifest.models.len(), |i| {
-            load_model(&manifest, i, &loaded_before)
-        });
-        let loaded = loaded.into_iter().collect::<Result<Vec<_>, _>>()?;
-
+        let loaded = load_models(&manifest, threads, previous)?;
         let fields = request_fields(&manifest)?;
-        let model_labels: Vec<Vec<String>> = loaded
-            .iter()
-            .map(|opened| {
-                opened
-                    .runtime
-                    .get()
-                    .labels()
-                    .iter()
-                    .map(|l| manifest.renames.get(l).unwrap_or(l).clone())
-                    .collect()
-            })
-            .collect();
+        let model_labels = renamed_labels(&manifest, &loaded);
         let labels = label_space(&manifest, &model_labels)?;
-
-        let mut views: Vec<Vec<usize>> = Vec::new();
-        let mut models = Vec::with_capacity(loaded.len());
-        let mut reused = 0;
-        for (
-            i,
-            (
-                Opened {
-                    runtime,
-                    bytes,
-                    sha256,
-                    identity,
-                },
-                names,
-            ),
-        ) in loaded.into_iter().zip(&model_labels).enumerate()
-        {
-            let spec = manifest.models[i].clone();
-            let mut label_ids = labels.align(names).map_err(|reason| {
-                manifest.model_error(i, Some("labels"), format!("{reason} (not in label_file)"))
-            })?;
-            let runtime: Arc<dyn Runtime> = match runtime {
-                // Put the model's columns in label-space order once, here, so that voting adds
-                // its scores as one ascending sweep instead of a random scatter on every request.
-                Loaded::Fresh(mut runtime) => {
-                    let mut order: Vec<usize> = (0..label_ids.len()).collect();
-                    order.sort_by_key(|&c| label_ids[c]);
-                    if order.iter().enumerate().any(|(j, &c)| j != c) {
-                        runtime.reorder_columns(&order);
-                        label_ids = order.iter().map(|&c| label_ids[c]).collect();
-                    }
-                    Arc::from(runtime)
-                }
-                // A shared model keeps the order it has (correct, if slower when the label space
-                // changed).
-                Loaded::Shared(runtime) => {
-                    reused += 1;
-                    runtime
-                }
-            };
-            let field_ids = spec
-                .fields
-                .iter()
-                .map(|f| {
-                    fields
-                        .iter()
-                        .position(|g| g == f)
-                        .expect("fields hold every model field: this is a bug")
-                })
-                .collect::<Vec<usize>>();
-            let view = match views.iter().position(|v| *v == field_ids) {
-                Some(v) => v,
-                None => {
-                    views.push(field_ids.clone());
-                    views.len() - 1
-                }
-            };
-            models.push(Model {
-                spec,
-                bytes,
-                sha256,
-                identity,
-                runtime,
-                label_ids,
-                field_ids,
-                view,
-            });
-        }
-
-        let model_views: Vec<ModelView<'_>> = models
-            .iter()
-            .map(|m| ModelView {
-                name: &m.spec.name,
-                weight: m.spec.weight,
-                temperature: m.spec.temperature,
-                group: m.spec.group.as_deref(),
-                label_ids: &m.label_ids,
-            })
-            .collect();
-        let combiner = Combiner::new(
-            &manifest.vote,
-            &manifest.rules,
-            &model_views,
-            &labels,
-            &fields,
-        )
-        .map_err(|e| {
-            let place = e.place();
-            ManifestError {
-                file: manifest.path.clone(),
-                line: manifest.line_of_place(place),
-                model: None,
-                field: None,
-                reason: e.to_string(),
-            }
-        })?;
-        drop(model_views);
-
+        let Placed {
+            models,
+            views,
+            reused,
+        } = place_models(&manifest, loaded, &model_labels, &labels, &fields)?;
+        let combiner = combiner(&manifest, &models, &labels, &fields)?;
         Ok(Ensemble {
             name: manifest.name.clone(),
             version: manifest.version.clone(),
@@ -183,6 +72,172 @@ impl Ensemble {
             reused,
         })
     }
+}
+
+/// Every model, `threads` at a time, sharing the runtime of an identical one of `previous`.
+fn load_models(
+    manifest: &Manifest,
+    threads: usize,
+    previous: &[&Ensemble],
+) -> Result<Vec<Opened>, ManifestError> {
+    let loaded_before: HashMap<&str, &Arc<dyn Runtime>> = previous
+        .iter()
+        .flat_map(|e| &e.models)
+        .map(|m| (m.identity.as_str(), &m.runtime))
+        .collect();
+    let loaded = parallel_map(threads, manifest.models.len(), |i| {
+        load_model(manifest, i, &loaded_before)
+    });
+    loaded.into_iter().collect()
+}
+
+/// Each model's labels under the manifest's renames: the names the label space is made of.
+fn renamed_labels(manifest: &Manifest, loaded: &[Opened]) -> Vec<Vec<String>> {
+    loaded
+        .iter()
+        .map(|opened| {
+            opened
+                .runtime
+                .get()
+                .labels()
+                .iter()
+                .map(|l| manifest.renames.get(l).unwrap_or(l).clone())
+                .collect()
+        })
+        .collect()
+}
+
+/// The models, ready to serve, and what the ensemble keeps about them as a whole.
+struct Placed {
+    models: Vec<Model>,
+    /// The distinct field lists the models read.
+    views: Vec<Vec<usize>>,
+    /// How many runtimes are shared with an ensemble loaded before.
+    reused: usize,
+}
+
+/// The models with their labels mapped onto the label space and fields onto the request's.
+fn place_models(
+    manifest: &Manifest,
+    loaded: Vec<Opened>,
+    model_labels: &[Vec<String>],
+    labels: &LabelSpace,
+    fields: &[String],
+) -> Result<Placed, ManifestError> {
+    let mut views: Vec<Vec<usize>> = Vec::new();
+    let mut models = Vec::with_capacity(loaded.len());
+    let mut reused = 0;
+    for (i, (opened, names)) in loaded.into_iter().zip(model_labels).enumerate() {
+        let Opened {
+            runtime,
+            bytes,
+            sha256,
+            identity,
+        } = opened;
+        let spec = manifest.models[i].clone();
+        let label_ids = labels.align(names).map_err(|reason| {
+            manifest.model_error(i, Some("labels"), format!("{reason} (not in label_file)"))
+        })?;
+        if matches!(runtime, Loaded::Shared(_)) {
+            reused += 1;
+        }
+        let (runtime, label_ids) = in_label_order(runtime, label_ids);
+        let field_ids = field_ids(&spec, fields);
+        let view = view_of(&mut views, &field_ids);
+        models.push(Model {
+            spec,
+            bytes,
+            sha256,
+            identity,
+            runtime,
+            label_ids,
+            field_ids,
+            view,
+        });
+    }
+    Ok(Placed {
+        models,
+        views,
+        reused,
+    })
+}
+
+/// A fresh model's columns put in label-space order once, so voting sweeps instead of scattering.
+fn in_label_order(runtime: Loaded, mut label_ids: Vec<u32>) -> (Arc<dyn Runtime>, Vec<u32>) {
+    match runtime {
+        Loaded::Fresh(mut runtime) => {
+            let mut order: Vec<usize> = (0..label_ids.len()).collect();
+            order.sort_by_key(|&c| label_ids[c]);
+            if order.iter().enumerate().any(|(j, &c)| j != c) {
+                runtime.reorder_columns(&order);
+                label_ids = order.iter().map(|&c| label_ids[c]).collect();
+            }
+            (Arc::from(runtime), label_ids)
+        }
+        // A shared model keeps the order it has (correct, if slower when the label space
+        // changed).
+        Loaded::Shared(runtime) => (runtime, label_ids),
+    }
+}
+
+/// Where each of the model's fields is among the request fields.
+fn field_ids(spec: &ModelSpec, fields: &[String]) -> Vec<usize> {
+    spec.fields
+        .iter()
+        .map(|f| {
+            fields
+                .iter()
+                .position(|g| g == f)
+                .expect("fields hold every model field: this is a bug")
+        })
+        .collect()
+}
+
+/// The view of a model reading `field_ids`: models reading the same fields share one.
+fn view_of(views: &mut Vec<Vec<usize>>, field_ids: &[usize]) -> usize {
+    match views.iter().position(|v| *v == field_ids) {
+        Some(v) => v,
+        None => {
+            views.push(field_ids.to_vec());
+            views.len() - 1
+        }
+    }
+}
+
+/// The vote and rules resolved against the placed models; an error names its manifest line.
+fn combiner(
+    manifest: &Manifest,
+    models: &[Model],
+    labels: &LabelSpace,
+    fields: &[String],
+) -> Result<Combiner, ManifestError> {
+    let model_views: Vec<ModelView<'_>> = models
+        .iter()
+        .map(|m| ModelView {
+            name: &m.spec.name,
+            weight: m.spec.weight,
+            temperature: m.spec.temperature,
+            group: m.spec.group.as_deref(),
+            label_ids: &m.label_ids,
+        })
+        .collect();
+    Combiner::new(
+        &manifest.vote,
+        &manifest.rules,
+        &model_views,
+        labels,
+        fields,
+    )
+    .map_err(|e| {
+        let place = e.place();
+        ManifestError {
+            file: manifest.path.clone(),
+            line: manifest.line_of_place(place),
+            model: None,
+            field: None,
+            reason: e.to_string(),
+        }
+    })
 }
 
 /// `f(0..count)` on up to `threads` scoped threads (0: one per core), results in index order.

@@ -27,11 +27,11 @@ use tokio::sync::oneshot;
 
 pub use job::Ticket;
 
-use job::{Job, Part, Reply};
-use state::{Batch, Queues};
+use job::{Job, Part, ReadiedRows, Reply};
+use state::{Batch, Entry, Queues};
 
 use crate::ensemble::{BatchConfig, Ensemble, ItemAnswer, ModelScores, PredictError, ValidItem};
-use crate::runtime::{InputKind, Inputs, Runtime, Scores};
+use crate::runtime::{InputKind, Inputs, RunError, Runtime, Scores};
 use crate::telemetry;
 
 /// The compute threads' names start with this (then their number), for tools that tell threads
@@ -363,10 +363,39 @@ fn run_batch(batch: Batch<Part>, outputs: &mut Outputs) -> f64 {
     let mut output = outputs.free();
     // Nobody else holds it: this never copies.
     let out = Arc::make_mut(&mut output);
-    let result = catch_unwind(AssertUnwindSafe(|| match runtime.input_kind() {
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        run_model(&*runtime, &batch.entries, rows, out)
+    }));
+    let elapsed = started.elapsed();
+    telemetry::model_run(&name, elapsed);
+    telemetry::batch_size(&name, rows);
+    let cols = runtime.labels().len();
+    if let Some(reason) = output_error(result, out, rows, cols) {
+        for e in batch.entries {
+            fail(&e.request.job, &name, reason.clone());
+        }
+        return elapsed.as_secs_f64();
+    }
+    // Readying runs here, while the output is still this thread's alone. It and combining
+    // (by the request's last delivery) are caught: a bug there fails that request, and never
+    // takes a compute thread down with it.
+    let readied = ready_rows(&batch.entries, &mut out.data, cols, &name);
+    outputs.keep(&output);
+    let nanos_per_row = elapsed.as_nanos() as u64 / rows.max(1) as u64;
+    deliver_rows(batch.entries, readied, &output, nanos_per_row, &name);
+    elapsed.as_secs_f64()
+}
+
+/// Gathers the batch's inputs, in entry order, and runs the model on them once.
+fn run_model(
+    runtime: &dyn Runtime,
+    entries: &[Entry<Part>],
+    rows: usize,
+    out: &mut Scores,
+) -> Result<(), RunError> {
+    match runtime.input_kind() {
         InputKind::Text => {
-            let texts: Vec<&str> = batch
-                .entries
+            let texts: Vec<&str> = entries
                 .iter()
                 .flat_map(|e| {
                     e.rows
@@ -378,19 +407,24 @@ fn run_batch(batch: Batch<Part>, outputs: &mut Outputs) -> f64 {
         }
         InputKind::Features { width } => {
             let mut data = Vec::with_capacity(rows * width);
-            for e in &batch.entries {
+            for e in entries {
                 let job = &e.request.job;
                 let field = job.ensemble.models[e.request.model].field_ids[0];
                 job.features(field, width, e.rows.clone(), &mut data);
             }
             runtime.run(&Inputs::Features { data: &data, width }, out)
         }
-    }));
-    let elapsed = started.elapsed();
-    telemetry::model_run(&name, elapsed);
-    telemetry::batch_size(&name, rows);
-    let cols = runtime.labels().len();
-    let error = match result {
+    }
+}
+
+/// Why the whole batch fails, if it does: the model erred, panicked, or answered a wrong shape.
+fn output_error(
+    result: std::thread::Result<Result<(), RunError>>,
+    out: &Scores,
+    rows: usize,
+    cols: usize,
+) -> Option<String> {
+    match result {
         Ok(Ok(())) if out.rows == rows && out.cols == cols && out.data.len() == rows * cols => None,
         Ok(Ok(())) => Some(format!(
             "returned {} rows of {} scores for {rows} rows of {cols}: this is a bug",
@@ -398,59 +432,71 @@ fn run_batch(batch: Batch<Part>, outputs: &mut Outputs) -> f64 {
         )),
         Ok(Err(e)) => Some(e.to_string()),
         Err(_) => Some("the model panicked while scoring".to_owned()),
-    };
-    let fail = |job: &Job, reason: String| {
-        job.fail(PredictError {
-            model: name.clone(),
-            reason,
-        })
-    };
-    if let Some(reason) = error {
-        for e in batch.entries {
-            fail(&e.request.job, reason.clone());
-        }
-        return elapsed.as_secs_f64();
     }
-    // Readying runs here, while the output is still this thread's alone. It and combining
-    // (by the request's last delivery) are caught: a bug there fails that request, and never
-    // takes a compute thread down with it.
+}
+
+/// Readies each request's rows of `data` in place; None where readying panicked (and failed it).
+fn ready_rows(
+    entries: &[Entry<Part>],
+    data: &mut [f32],
+    cols: usize,
+    name: &str,
+) -> Vec<Option<ReadiedRows>> {
     let mut offset = 0;
-    let mut readied = Vec::with_capacity(batch.entries.len());
-    for e in &batch.entries {
+    let mut readied = Vec::with_capacity(entries.len());
+    for e in entries {
         let (job, n) = (&e.request.job, e.rows.len());
-        let scores = &mut out.data[offset * cols..(offset + n) * cols];
+        let scores = &mut data[offset * cols..(offset + n) * cols];
         let ready = catch_unwind(AssertUnwindSafe(|| {
             job.ready(e.request.model, e.rows.clone(), scores)
         }));
         if ready.is_err() {
             fail(
                 job,
+                name,
                 "readying its scores panicked: this is a bug".to_owned(),
             );
         }
         readied.push(ready.ok());
         offset += n;
     }
-    outputs.keep(&output);
-    let nanos_per_row = elapsed.as_nanos() as u64 / rows.max(1) as u64;
+    readied
+}
+
+/// Hands each readied request its rows of the shared `output` and its share of the run time.
+fn deliver_rows(
+    entries: Vec<Entry<Part>>,
+    readied: Vec<Option<ReadiedRows>>,
+    output: &Arc<Scores>,
+    nanos_per_row: u64,
+    name: &str,
+) {
     let mut offset = 0;
-    for (e, ready) in batch.entries.into_iter().zip(readied) {
+    for (e, ready) in entries.into_iter().zip(readied) {
         let (job, n) = (&e.request.job, e.rows.len());
         if let Some(ready) = ready {
             let delivered = catch_unwind(AssertUnwindSafe(|| {
                 let nanos = nanos_per_row * n as u64;
-                job.deliver(e.request.model, e.rows, &output, offset, ready, nanos)
+                job.deliver(e.request.model, e.rows, output, offset, ready, nanos)
             }));
             if delivered.is_err() {
                 fail(
                     job,
+                    name,
                     "combining its scores panicked: this is a bug".to_owned(),
                 );
             }
         }
         offset += n;
     }
-    elapsed.as_secs_f64()
+}
+
+/// Fails `job` with `reason`, naming the model whose batch failed it.
+fn fail(job: &Job, name: &str, reason: String) {
+    job.fail(PredictError {
+        model: name.to_owned(),
+        reason,
+    })
 }
 
 #[cfg(test)]

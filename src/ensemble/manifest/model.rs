@@ -2,6 +2,8 @@
 //! line the key is written on (in the entry, else in `[defaults]`).
 
 use std::collections::HashSet;
+use std::ops::Range;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -39,210 +41,31 @@ impl Parser<'_> {
         defaults: &toml::Table,
         defaults_span: Option<&Spanned<toml::Table>>,
     ) -> Result<ModelSpec, ManifestError> {
-        let span = entry.span();
-        let header = self.line(span.start);
-        let own = entry.get_ref();
-        let name = own.get("name").and_then(|v| v.as_str()).map(str::to_owned);
-        // Where a field's value was written: in the entry, else in [defaults].
-        let field_line = |key: &str| {
-            if own.contains_key(key) {
-                self.key_line(&span, key)
-            } else if let Some(d) = defaults_span.filter(|d| d.get_ref().contains_key(key)) {
-                self.key_line(&d.span(), key)
-            } else {
-                header
-            }
-        };
-        let fail = |field: Option<&str>, reason: String| ManifestError {
-            file: self.file.to_owned(),
-            line: Some(field.map_or(header, &field_line)),
-            model: name.clone(),
-            field: field.map(str::to_owned),
-            reason,
-        };
-
-        let mut merged = defaults.clone();
-        merged.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let raw: RawModel =
-            toml::Value::Table(merged)
-                .try_into()
-                .map_err(|e: toml::de::Error| {
-                    let message = e.message().trim().to_owned();
-                    let field = offending_field(&message);
-                    fail(field.as_deref(), message)
-                })?;
-
-        if raw.name.trim().is_empty() {
-            return Err(fail(Some("name"), "must not be empty".into()));
-        }
-        let kind = match raw.kind.as_str() {
-            "fasttext" => ModelKind::FastText,
-            "onnx" => ModelKind::Onnx,
-            other => {
-                return Err(fail(
-                    Some("kind"),
-                    format!("unknown kind {other:?} (expected \"fasttext\" or \"onnx\")"),
-                ))
-            }
-        };
-        let path = self.resolve(&raw.path);
-        if !path.is_file() {
-            return Err(fail(
-                Some("path"),
-                format!("model file {} does not exist", path.display()),
-            ));
-        }
-        let fields = raw.fields.unwrap_or_default();
-        if fields.is_empty() {
-            return Err(fail(
-                Some("fields"),
-                "the model reads no request field (set fields = [\"title\", ...] here or in [defaults])"
-                    .into(),
-            ));
-        }
-        let mut unique = HashSet::new();
-        if let Some(dup) = fields.iter().find(|f| !unique.insert(f.as_str())) {
-            return Err(fail(
-                Some("fields"),
-                format!("field {dup:?} is listed twice"),
-            ));
-        }
-        let feed = match raw.feed.as_deref() {
-            None | Some("text") => Feed::Text,
-            Some("features") => Feed::Features,
-            Some(other) => {
-                return Err(fail(
-                    Some("feed"),
-                    format!("unknown feed {other:?} (expected \"text\" or \"features\")"),
-                ))
-            }
-        };
-        if feed == Feed::Features && fields.len() != 1 {
-            return Err(fail(
-                Some("fields"),
-                "feed = \"features\" reads exactly one numeric field".into(),
-            ));
-        }
-        let weight = raw.weight.unwrap_or(1.0);
-        if !(weight.is_finite() && weight >= 0.0) {
-            return Err(fail(
-                Some("weight"),
-                format!("must be a number >= 0, got {weight}"),
-            ));
-        }
-        let temperature = raw.temperature.unwrap_or(1.0);
-        if !(temperature.is_finite() && temperature > 0.0) {
-            return Err(fail(
-                Some("temperature"),
-                format!("must be a number > 0, got {temperature}"),
-            ));
-        }
-
-        let batch_defaults = BatchConfig::default();
-        let max_batch = raw.max_batch.unwrap_or(batch_defaults.max_batch);
-        if max_batch == 0 {
-            return Err(fail(
-                Some("max_batch"),
-                "must be at least 1 (1 turns batching off)".into(),
-            ));
-        }
-        let max_delay_ms = raw.max_delay_ms.unwrap_or(0.0);
-        if !(max_delay_ms.is_finite() && (0.0..=10_000.0).contains(&max_delay_ms)) {
-            return Err(fail(
-                Some("max_delay_ms"),
-                format!("must be between 0 and 10000, got {max_delay_ms}"),
-            ));
-        }
-        let batch = BatchConfig {
-            max_batch,
-            max_delay: std::time::Duration::from_secs_f64(max_delay_ms / 1000.0),
-        };
-
-        let label_keys = [
-            ("labels_file", raw.labels_file.is_some()),
-            ("labels_metadata", raw.labels_metadata.is_some()),
-            ("labels_zipmap", raw.labels_zipmap == Some(true)),
-        ];
-        let given: Vec<&str> = label_keys.iter().filter(|k| k.1).map(|k| k.0).collect();
+        let at = Entry::new(self, entry, defaults_span);
+        let mut raw = at.merged(defaults)?;
+        let (kind, path) = at.common_keys(&raw)?;
+        let (fields, feed) = at.fields(raw.fields.take(), raw.feed.as_deref())?;
+        let (weight, temperature) = at.vote_keys(&raw)?;
+        let batch = at.batching(&raw)?;
         let (labels, onnx) = match kind {
             ModelKind::FastText => {
-                let onnx_only = [
-                    ("feed", raw.feed.is_some() && feed != Feed::Text),
-                    ("input", raw.input.is_some()),
-                    ("output", raw.output.is_some()),
-                    ("scores", raw.scores.is_some()),
-                    ("intra_threads", raw.intra_threads.is_some()),
-                ];
-                if let Some((key, _)) = onnx_only.iter().chain(&label_keys).find(|k| k.1) {
-                    return Err(fail(
-                        Some(key),
-                        "only ONNX models take this (a fastText model reads text and carries its own labels)"
-                            .into(),
-                    ));
-                }
+                at.no_onnx_keys(&raw, &feed)?;
                 (LabelSource::Model, None)
             }
             ModelKind::Onnx => {
-                let labels = match given.as_slice() {
-                    ["labels_file"] => LabelSource::File(
-                        self.resolve(raw.labels_file.as_deref().expect("checked above")),
-                    ),
-                    ["labels_metadata"] => {
-                        LabelSource::Metadata(raw.labels_metadata.clone().expect("checked above"))
-                    }
-                    ["labels_zipmap"] => LabelSource::ZipMap,
-                    [] => {
-                        return Err(fail(
-                            None,
-                            "an ONNX model needs one of labels_file, labels_metadata or labels_zipmap = true"
-                                .into(),
-                        ))
-                    }
-                    many => {
-                        return Err(fail(
-                            Some(many[1]),
-                            format!("give only one of {}", many.join(", ")),
-                        ))
-                    }
-                };
-                if let LabelSource::File(p) = &labels {
-                    if !p.is_file() {
-                        return Err(fail(
-                            Some("labels_file"),
-                            format!("labels file {} does not exist", p.display()),
-                        ));
-                    }
-                }
-                let scores = match raw.scores.as_deref() {
-                    None | Some("probabilities") => ScoreKind::Probabilities,
-                    Some("logits") => ScoreKind::Logits,
-                    Some(other) => {
-                        return Err(fail(
-                            Some("scores"),
-                            format!(
-                            "unknown scores {other:?} (expected \"probabilities\" or \"logits\")"
-                        ),
-                        ))
-                    }
-                };
-                let binding = OnnxBinding {
-                    input: raw.input,
-                    output: raw.output,
-                    scores,
-                    intra_threads: raw.intra_threads.unwrap_or(1).max(1),
-                };
-                (labels, Some(binding))
+                let labels = at.label_source(&raw)?;
+                (labels, Some(at.onnx_binding(&mut raw)?))
             }
         };
-
-        let key_lines = own
+        let key_lines = at
+            .own
             .keys()
             .chain(defaults.keys())
-            .map(|k| (k.clone(), field_line(k)))
+            .map(|k| (k.clone(), at.field_line(k)))
             .collect();
         Ok(ModelSpec {
             name: raw.name,
-            line: header,
+            line: at.header,
             key_lines,
             kind,
             path,
@@ -256,6 +79,260 @@ impl Parser<'_> {
             batch,
         })
     }
+}
+
+/// One `[[model]]` entry being read: where it is written, so each phase's errors name their line.
+struct Entry<'p> {
+    parser: &'p Parser<'p>,
+    span: Range<usize>,
+    /// Line of the entry's `[[model]]` header.
+    header: usize,
+    own: &'p toml::Table,
+    defaults_span: Option<&'p Spanned<toml::Table>>,
+    /// The entry's own `name`, for errors (even those found before it is checked).
+    name: Option<String>,
+}
+
+impl<'p> Entry<'p> {
+    /// Reads where `entry` is written, once, for every phase's errors.
+    fn new(
+        parser: &'p Parser<'p>,
+        entry: &'p Spanned<toml::Table>,
+        defaults_span: Option<&'p Spanned<toml::Table>>,
+    ) -> Self {
+        let own = entry.get_ref();
+        Entry {
+            parser,
+            span: entry.span(),
+            header: parser.line(entry.span().start),
+            own,
+            defaults_span,
+            name: own.get("name").and_then(|v| v.as_str()).map(str::to_owned),
+        }
+    }
+
+    /// Where a field's value was written: in the entry, else in `[defaults]`.
+    fn field_line(&self, key: &str) -> usize {
+        if self.own.contains_key(key) {
+            self.parser.key_line(&self.span, key)
+        } else if let Some(d) = self.defaults_span.filter(|d| d.get_ref().contains_key(key)) {
+            self.parser.key_line(&d.span(), key)
+        } else {
+            self.header
+        }
+    }
+
+    /// An error about `field` (or the whole entry), at the line it is written on.
+    fn fail(&self, field: Option<&str>, reason: String) -> ManifestError {
+        ManifestError {
+            file: self.parser.file.to_owned(),
+            line: Some(field.map_or(self.header, |f| self.field_line(f))),
+            model: self.name.clone(),
+            field: field.map(str::to_owned),
+            reason,
+        }
+    }
+
+    /// `[defaults]` under the entry's own keys, typed: unknown keys and wrong types fail here.
+    fn merged(&self, defaults: &toml::Table) -> Result<RawModel, ManifestError> {
+        let mut merged = defaults.clone();
+        merged.extend(self.own.iter().map(|(k, v)| (k.clone(), v.clone())));
+        toml::Value::Table(merged)
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                let message = e.message().trim().to_owned();
+                let field = offending_field(&message);
+                self.fail(field.as_deref(), message)
+            })
+    }
+
+    /// The keys every model has: `name`, `kind` and `path` (which must exist).
+    fn common_keys(&self, raw: &RawModel) -> Result<(ModelKind, PathBuf), ManifestError> {
+        if raw.name.trim().is_empty() {
+            return Err(self.fail(Some("name"), "must not be empty".into()));
+        }
+        let kind = match raw.kind.as_str() {
+            "fasttext" => ModelKind::FastText,
+            "onnx" => ModelKind::Onnx,
+            other => {
+                return Err(self.fail(
+                    Some("kind"),
+                    format!("unknown kind {other:?} (expected \"fasttext\" or \"onnx\")"),
+                ))
+            }
+        };
+        let path = self.parser.resolve(&raw.path);
+        if !path.is_file() {
+            return Err(self.fail(
+                Some("path"),
+                format!("model file {} does not exist", path.display()),
+            ));
+        }
+        Ok((kind, path))
+    }
+
+    /// The request fields the model reads and how it reads them (`feed`).
+    fn fields(
+        &self,
+        fields: Option<Vec<String>>,
+        feed: Option<&str>,
+    ) -> Result<(Vec<String>, Feed), ManifestError> {
+        let fields = fields.unwrap_or_default();
+        if fields.is_empty() {
+            return Err(self.fail(
+                Some("fields"),
+                "the model reads no request field (set fields = [\"title\", ...] here or in [defaults])"
+                    .into(),
+            ));
+        }
+        let mut unique = HashSet::new();
+        if let Some(dup) = fields.iter().find(|f| !unique.insert(f.as_str())) {
+            return Err(self.fail(Some("fields"), format!("field {dup:?} is listed twice")));
+        }
+        let feed = match feed {
+            None | Some("text") => Feed::Text,
+            Some("features") => Feed::Features,
+            Some(other) => {
+                return Err(self.fail(
+                    Some("feed"),
+                    format!("unknown feed {other:?} (expected \"text\" or \"features\")"),
+                ))
+            }
+        };
+        if feed == Feed::Features && fields.len() != 1 {
+            return Err(self.fail(
+                Some("fields"),
+                "feed = \"features\" reads exactly one numeric field".into(),
+            ));
+        }
+        Ok((fields, feed))
+    }
+
+    /// The model's say in the vote: `weight` and `temperature`.
+    fn vote_keys(&self, raw: &RawModel) -> Result<(f32, f32), ManifestError> {
+        let weight = raw.weight.unwrap_or(1.0);
+        if !(weight.is_finite() && weight >= 0.0) {
+            return Err(self.fail(
+                Some("weight"),
+                format!("must be a number >= 0, got {weight}"),
+            ));
+        }
+        let temperature = raw.temperature.unwrap_or(1.0);
+        if !(temperature.is_finite() && temperature > 0.0) {
+            return Err(self.fail(
+                Some("temperature"),
+                format!("must be a number > 0, got {temperature}"),
+            ));
+        }
+        Ok((weight, temperature))
+    }
+
+    /// How the scheduler batches the model's rows: `max_batch` and `max_delay_ms`.
+    fn batching(&self, raw: &RawModel) -> Result<BatchConfig, ManifestError> {
+        let batch_defaults = BatchConfig::default();
+        let max_batch = raw.max_batch.unwrap_or(batch_defaults.max_batch);
+        if max_batch == 0 {
+            return Err(self.fail(
+                Some("max_batch"),
+                "must be at least 1 (1 turns batching off)".into(),
+            ));
+        }
+        let max_delay_ms = raw.max_delay_ms.unwrap_or(0.0);
+        if !(max_delay_ms.is_finite() && (0.0..=10_000.0).contains(&max_delay_ms)) {
+            return Err(self.fail(
+                Some("max_delay_ms"),
+                format!("must be between 0 and 10000, got {max_delay_ms}"),
+            ));
+        }
+        Ok(BatchConfig {
+            max_batch,
+            max_delay: std::time::Duration::from_secs_f64(max_delay_ms / 1000.0),
+        })
+    }
+
+    /// A fastText model reads text and carries its labels: no ONNX binding or label key.
+    fn no_onnx_keys(&self, raw: &RawModel, feed: &Feed) -> Result<(), ManifestError> {
+        let onnx_only = [
+            ("feed", raw.feed.is_some() && *feed != Feed::Text),
+            ("input", raw.input.is_some()),
+            ("output", raw.output.is_some()),
+            ("scores", raw.scores.is_some()),
+            ("intra_threads", raw.intra_threads.is_some()),
+        ];
+        if let Some((key, _)) = onnx_only.iter().chain(&label_keys(raw)).find(|k| k.1) {
+            return Err(self.fail(
+                Some(key),
+                "only ONNX models take this (a fastText model reads text and carries its own labels)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Where an ONNX model's labels come from: exactly one of the label keys.
+    fn label_source(&self, raw: &RawModel) -> Result<LabelSource, ManifestError> {
+        let label_keys = label_keys(raw);
+        let given: Vec<&str> = label_keys.iter().filter(|k| k.1).map(|k| k.0).collect();
+        let labels = match given.as_slice() {
+            ["labels_file"] => LabelSource::File(
+                self.parser
+                    .resolve(raw.labels_file.as_deref().expect("checked above")),
+            ),
+            ["labels_metadata"] => {
+                LabelSource::Metadata(raw.labels_metadata.clone().expect("checked above"))
+            }
+            ["labels_zipmap"] => LabelSource::ZipMap,
+            [] => return Err(self.fail(
+                None,
+                "an ONNX model needs one of labels_file, labels_metadata or labels_zipmap = true"
+                    .into(),
+            )),
+            many => {
+                return Err(self.fail(
+                    Some(many[1]),
+                    format!("give only one of {}", many.join(", ")),
+                ))
+            }
+        };
+        if let LabelSource::File(p) = &labels {
+            if !p.is_file() {
+                return Err(self.fail(
+                    Some("labels_file"),
+                    format!("labels file {} does not exist", p.display()),
+                ));
+            }
+        }
+        Ok(labels)
+    }
+
+    /// How an ONNX model runs (input, output, scores, threads); takes the names out of `raw`.
+    fn onnx_binding(&self, raw: &mut RawModel) -> Result<OnnxBinding, ManifestError> {
+        let scores = match raw.scores.as_deref() {
+            None | Some("probabilities") => ScoreKind::Probabilities,
+            Some("logits") => ScoreKind::Logits,
+            Some(other) => {
+                return Err(self.fail(
+                    Some("scores"),
+                    format!("unknown scores {other:?} (expected \"probabilities\" or \"logits\")"),
+                ))
+            }
+        };
+        Ok(OnnxBinding {
+            input: raw.input.take(),
+            output: raw.output.take(),
+            scores,
+            intra_threads: raw.intra_threads.unwrap_or(1).max(1),
+        })
+    }
+}
+
+/// The label keys, each with whether the entry gives it (`labels_zipmap = false` gives nothing).
+fn label_keys(raw: &RawModel) -> [(&'static str, bool); 3] {
+    [
+        ("labels_file", raw.labels_file.is_some()),
+        ("labels_metadata", raw.labels_metadata.is_some()),
+        ("labels_zipmap", raw.labels_zipmap == Some(true)),
+    ]
 }
 
 /// The field a serde message is about (`unknown field `foo``, `missing field `path``, ...).
