@@ -2,7 +2,9 @@
 # Installs what lastmile needs at run and test time, idempotently:
 #   - the ONNX Runtime shared library, taken from the official onnxruntime wheel on PyPI
 #     (never committed; lives in .runtime/, which git ignores);
-#   - a Python virtual environment with the tools the tests talk to the server with.
+#   - a Python virtual environment with the tools the tests talk to the server with;
+#   - then each part in scripts/setup.d/ (one file per component the tests start for real),
+#     in name order.
 # Safe to run any number of times: each step checks what is already there first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,3 +43,8 @@ if [ ! -x "$TEST_VENV/bin/python" ] || ! "$TEST_VENV/bin/python" -c "import trit
   python3 -m venv "$TEST_VENV"
   "$TEST_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$TRITONCLIENT" "numpy==2.4.6"
 fi
+
+for part in scripts/setup.d/*.sh; do
+  [ -e "$part" ] || continue
+  "$part"
+done

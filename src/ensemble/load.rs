@@ -60,6 +60,7 @@ impl Ensemble {
             name: manifest.name.clone(),
             version: manifest.version.clone(),
             manifest: manifest.path.clone(),
+            digest: super::digest(&manifest.sha256, &models),
             manifest_sha256: manifest.sha256.clone(),
             fields,
             models,

@@ -45,6 +45,8 @@ pub struct Ensemble {
     pub manifest: PathBuf,
     /// sha256 of the manifest text the ensemble was loaded from (hex).
     pub manifest_sha256: String,
+    /// What answered, to the byte: see [`digest`].
+    pub digest: String,
     /// The request fields, in the order [`ValidItem::fields`] holds them.
     pub fields: Vec<String>,
     pub models: Vec<Model>,
@@ -192,6 +194,23 @@ fn combining<T>(item: &ValidItem, f: impl FnOnce(&ItemView<'_>, &mut Scratch) ->
         explain: item.options.explain,
     };
     SCRATCH.with(|s| f(&view, &mut s.borrow_mut()))
+}
+
+/// The ensemble digest: sha256 over the manifest text's sha256 and, in manifest order, every
+/// model's name and file sha256 (`sha256:` and hex). The same bytes give the same digest on any
+/// machine and across restarts; a change to the manifest or to any model file changes it.
+pub fn digest(manifest_sha256: &str, models: &[Model]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(b"lastmile-ensemble-digest-v1\n");
+    hasher.update(manifest_sha256.as_bytes());
+    for m in models {
+        hasher.update(b"\n");
+        hasher.update(m.spec.name.as_bytes());
+        hasher.update(b"\t");
+        hasher.update(m.sha256.as_bytes());
+    }
+    format!("sha256:{}", hex(&hasher.finalize()))
 }
 
 /// Lower-case hex of `bytes`.

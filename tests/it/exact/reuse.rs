@@ -130,3 +130,39 @@ fn a_shared_model_serves_a_label_space_in_another_order() {
         }
     }
 }
+
+/// The ensemble digest names the bytes: two loads of the same files agree, and a change to the
+/// manifest or to one model file changes it.
+#[test]
+fn the_digest_is_stable_and_changes_with_any_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let starter = crate::support::starter();
+    let a = Ensemble::load(&starter, 1).unwrap();
+    let b = Ensemble::load(&starter, 1).unwrap();
+    assert!(
+        a.digest.starts_with("sha256:") && a.digest.len() == 7 + 64,
+        "{}",
+        a.digest
+    );
+    assert_eq!(a.digest, b.digest);
+
+    let renamed = crate::support::starter_variant(dir.path(), "1", |t| t + "\n# a comment\n");
+    let c = Ensemble::load(&renamed, 1).unwrap();
+    assert_ne!(c.digest, a.digest, "the manifest text changed");
+
+    // The same manifest text over a copy of ova.bin, before and after one bit of it changes.
+    let ova = dir.path().join("ova.bin");
+    std::fs::copy(fixture("ova.bin"), &ova).unwrap();
+    let text = std::fs::read_to_string(&renamed)
+        .unwrap()
+        .replace(&fixture("ova.bin"), &ova.display().to_string());
+    let copy = dir.path().join("copy.toml");
+    std::fs::write(&copy, text).unwrap();
+    let before = Ensemble::load(&copy, 1).unwrap();
+    let mut bytes = std::fs::read(&ova).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1; // one bit of the output matrix's last float
+    std::fs::write(&ova, bytes).unwrap();
+    let after = Ensemble::load(&copy, 1).unwrap();
+    assert_ne!(after.digest, before.digest, "one model file changed");
+}
