@@ -2,6 +2,7 @@
 //! models agree, and (when asked) each model's part in it.
 
 use super::mathf::clean;
+use super::plan::Pools;
 use super::select::{Ids, TopLists};
 use super::strategy::Input;
 use super::Combiner;
@@ -46,6 +47,14 @@ pub struct ModelContribution {
 
 const NONE: u32 = u32::MAX;
 
+/// Scratch for [`Combiner::explain`]: `slots` is label-space wide, all `NONE` between calls;
+/// `needed` and `values` are reused.
+pub(crate) struct TermBuffers<'s> {
+    pub slots: &'s mut Vec<u32>,
+    pub needed: &'s mut Vec<u32>,
+    pub values: &'s mut Vec<f32>,
+}
+
 impl Combiner {
     /// Models whose top `agreement_k` holds `node` or a label below it.
     pub(crate) fn agreement(&self, node: u32, tops: &TopLists) -> u32 {
@@ -58,17 +67,20 @@ impl Combiner {
         (0..self.models.len()).filter(|&m| agrees(m)).count() as u32
     }
 
-    /// `input(m)` gives model m's scores and top list. `slots` is label-space-wide scratch, all
-    /// `NONE` between calls; `needed` and `values` are scratch.
+    /// `input(m)` gives model m's scores and top list.
     pub(crate) fn explain<'a>(
         &self,
+        pools: &Pools,
         predictions: &[Prediction],
         top_k: usize,
         input: &impl Fn(usize) -> Input<'a>,
-        slots: &mut Vec<u32>,
-        needed: &mut Vec<u32>,
-        values: &mut Vec<f32>,
+        buffers: TermBuffers<'_>,
     ) -> Vec<ModelContribution> {
+        let TermBuffers {
+            slots,
+            needed,
+            values,
+        } = buffers;
         // The labels whose scores the terms need: each predicted label, or the labels under a
         // predicted parent; `slots[label]` is the label's place in `needed`.
         slots.resize(self.labels, NONE);
@@ -85,6 +97,8 @@ impl Combiner {
         }
         let mut out = Vec::with_capacity(self.models.len());
         for (m, plan) in self.models.iter().enumerate() {
+            // A model that did not take part (a subset's vote) has no part to explain.
+            let Some(seat) = pools.seats[m] else { continue };
             let i = input(m);
             values.clear();
             values.resize(needed.len(), 0.0);
@@ -102,11 +116,11 @@ impl Combiner {
                     }
                 }
             }
-            let pool = plan.home.map_or(&self.outer, |g| &self.groups[g]);
+            let pool = seat.home.map_or(&pools.outer, |g| &pools.groups[g]);
             let term = |l: u32| {
                 let rank = i.top.iter().position(|e| e.label == l);
                 let score = values[slots[l as usize] as usize];
-                pool.term(plan.member_weight, l, score, rank)
+                pool.term(seat.weight, l, score, rank)
             };
             let contribution = predictions
                 .iter()

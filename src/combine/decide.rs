@@ -1,6 +1,8 @@
 //! Deciding one item's answer from its voted ranking ([`Combiner::decide`]): the request's
 //! candidates, then the rules in manifest order, then the top-k, agreement and explanation.
 
+use super::answer::TermBuffers;
+use super::plan::Pools;
 use super::ranking::{Outcome, Ranking, EXCLUDED};
 use super::select::{rank_labels, Entry};
 use super::strategy::Input;
@@ -17,6 +19,7 @@ impl Combiner {
     /// Candidates, rules, the final ranking, agreement and the explanation.
     pub(crate) fn decide(
         &self,
+        pools: &Pools,
         item: &ItemView<'_>,
         models: Models<'_>,
         s: &mut Scratch,
@@ -34,7 +37,7 @@ impl Combiner {
         let agreement = |node: u32| self.agreement(node, model_tops);
         let mut ranking = Ranking {
             scores: &mut s.scores[..l],
-            tiebreak: self
+            tiebreak: pools
                 .outer
                 .strategy
                 .has_tiebreak()
@@ -56,7 +59,7 @@ impl Combiner {
         let agreement = judged.map_or(0, agreement);
         let explanation = item
             .explain
-            .then(|| self.explanation(&predictions, item.top_k, models, s));
+            .then(|| self.explanation(pools, &predictions, item.top_k, models, s));
         Answer {
             agreement,
             predictions,
@@ -122,6 +125,7 @@ impl Combiner {
     /// Each voting model's part in the answer, for requests that ask for it.
     fn explanation(
         &self,
+        pools: &Pools,
         predictions: &[Prediction],
         top_k: usize,
         models: Models<'_>,
@@ -143,7 +147,12 @@ impl Combiner {
                 top: model_tops.get(m),
             }
         };
-        self.explain(predictions, top_k, &input, slots, needed, values)
+        let buffers = TermBuffers {
+            slots,
+            needed,
+            values,
+        };
+        self.explain(pools, predictions, top_k, &input, buffers)
     }
 }
 

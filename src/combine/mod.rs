@@ -128,6 +128,7 @@ mod answer;
 mod config;
 mod decide;
 mod mathf;
+mod members;
 mod plan;
 mod ranking;
 mod rules;
@@ -142,14 +143,15 @@ pub use config::{
     Action, ConfigError, GroupConfig, RuleConfig, VoteConfig, DEFAULT_AGREEMENT_K, DEFAULT_FLOOR,
     DEFAULT_RANK_K, DEFAULT_STRATEGY,
 };
+pub use members::Members;
 
 use smallvec::SmallVec;
 
-use plan::ModelPlan;
+use plan::{ModelPlan, Pools, Seating};
 use ranking::UNCOVERED;
 use rules::Rule;
 use select::{Entry, Ids, TopLists};
-use strategy::{accumulator_len, Input, Pool, Voter};
+use strategy::{accumulator_len, Input, Voter};
 use taxonomy::Taxonomy;
 
 /// What the combiner needs to know about one model of the manifest.
@@ -204,15 +206,14 @@ pub struct Combiner {
     models: Vec<ModelPlan>,
     /// Per model given to [`Combiner::new`]: its place in `models`, if it votes.
     plan_of: Vec<Option<usize>>,
-    /// Groups that take part, in name order.
-    groups: Vec<Pool>,
-    /// The vote across groups (or across models when there are none).
-    outer: Pool,
+    /// The pools of every voting model: the groups that take part (in name order), the vote
+    /// across them (or across models when there are none), the labels nobody covers.
+    full: Pools,
+    /// How to seat any subset of the models the same way ([`Combiner::members`]).
+    seating: Seating,
     /// Depth of each model's top list: agreement and every hard/rank pool read from it.
     model_depth: usize,
     agreement_k: usize,
-    /// Labels no voting model covers.
-    uncovered: Vec<u32>,
     taxonomy: Taxonomy,
     rules: Vec<Rule>,
     /// Floats of `Scratch::prepared` (models with a temperature or merged labels).
@@ -289,8 +290,19 @@ impl Combiner {
     }
 
     fn combine_models(&self, item: &ItemView<'_>, models: Models<'_>, s: &mut Scratch) -> Answer {
-        self.vote(models, self.depth(item), s);
-        self.decide(item, models, s)
+        self.combine_in(&self.full, item, models, s)
+    }
+
+    /// Votes with `pools` (every voting model's, or a subset's) and decides the answer.
+    fn combine_in(
+        &self,
+        pools: &Pools,
+        item: &ItemView<'_>,
+        models: Models<'_>,
+        s: &mut Scratch,
+    ) -> Answer {
+        self.vote(pools, models, self.depth(item), s);
+        self.decide(pools, item, models, s)
     }
 
     /// How deep each model's top list goes for `item`.
@@ -299,18 +311,18 @@ impl Combiner {
             .max(if item.explain { item.top_k } else { 0 })
     }
 
-    /// Runs the group pools, then the pool across groups, into `s.scores` / `s.tiebreak`, filling
-    /// each model's top list (`depth` deep) on the way.
-    fn vote(&self, models: Models<'_>, depth: usize, s: &mut Scratch) {
+    /// Runs `pools`' group pools, then the pool across groups, into `s.scores` / `s.tiebreak`,
+    /// filling each seated model's top list (`depth` deep) on the way; the others stay empty.
+    fn vote(&self, pools: &Pools, models: Models<'_>, depth: usize, s: &mut Scratch) {
         let l = self.labels;
         let cap = accumulator_len(l);
         s.scores.resize(cap, 0.0);
         s.tiebreak.resize(cap, 0.0);
-        s.groups.resize(self.groups.len() * cap, 0.0);
+        s.groups.resize(pools.groups.len() * cap, 0.0);
         s.prepared.resize(self.prepared_len, 0.0);
         s.model_tops.reset(self.models.len());
-        s.group_tops.reset(self.groups.len());
-        for (g, pool) in self.groups.iter().enumerate() {
+        s.group_tops.reset(pools.groups.len());
+        for (g, pool) in pools.groups.iter().enumerate() {
             let out = &mut s.groups[g * cap..(g + 1) * cap];
             pool.begin(out, None);
             for member in &pool.members {
@@ -320,12 +332,12 @@ impl Combiner {
                 }
             }
             pool.finish(out, None);
-            let depth = self.outer.strategy.top_depth();
+            let depth = pools.outer.strategy.top_depth();
             s.group_tops.fill(g, &out[..l], Ids::Dense, depth);
         }
         let (out, mut tb) = (&mut s.scores[..cap], Some(&mut s.tiebreak[..cap]));
-        self.outer.begin(out, tb.as_deref_mut());
-        for member in &self.outer.members {
+        pools.outer.begin(out, tb.as_deref_mut());
+        for member in &pools.outer.members {
             let input = match member.voter {
                 Voter::Model(m) => self.visit(m, models, depth, &mut s.prepared, &mut s.model_tops),
                 Voter::Group(g) => Input {
@@ -334,11 +346,12 @@ impl Combiner {
                     top: s.group_tops.get(g),
                 },
             };
-            self.outer
+            pools
+                .outer
                 .add(member, &input, out, tb.as_deref_mut(), &mut s.tmp);
         }
-        self.outer.finish(out, tb);
-        for &u in &self.uncovered {
+        pools.outer.finish(out, tb);
+        for &u in &pools.uncovered {
             out[u as usize] = UNCOVERED;
         }
     }

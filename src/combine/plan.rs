@@ -22,10 +22,8 @@ pub(crate) struct ModelPlan {
     pub index: usize,
     /// Weight as configured (explanations report it).
     pub weight: f32,
-    /// The group pool it votes in, or None for the pool across groups.
-    pub home: Option<usize>,
-    /// Its weight inside that pool (the pool's heaviest member weighs 1).
-    pub member_weight: f32,
+    /// The `[vote.groups.*]` table it votes in (an index into `Combiner::group_specs`), or None.
+    pub group: Option<usize>,
     /// Global label of each score the vote reads; distinct.
     ids: Vec<u32>,
     /// `ids` is 0, 1, 2, ...: scores land on labels without indirection.
@@ -73,8 +71,7 @@ impl ModelPlan {
         ModelPlan {
             index,
             weight: view.weight,
-            home: None,
-            member_weight: 0.0,
+            group: None,
             dense: ids.iter().enumerate().all(|(j, &l)| l as usize == j),
             ids,
             width: view.label_ids.len(),
@@ -187,16 +184,26 @@ impl Combiner {
         let order = name_order(models)?;
         check_models(vote, models, &order, &group_specs, n)?;
         let (mut plans, prepared_len) = plan_models(models, &order, &group_specs, n);
-        let (groups, outer) = pools(outer_strategy, models, &group_specs, &mut plans, n)?;
-        let model_depth = groups
+        for plan in &mut plans {
+            plan.group = group_of(&group_specs, &models[plan.index]);
+        }
+        let seating = Seating {
+            outer: outer_strategy,
+            groups: group_specs.iter().map(|g| (g.strategy, g.weight)).collect(),
+        };
+        let full = seating.pools(&plans, n, |_| true).ok_or_else(|| {
+            invalid(
+                "vote",
+                "no model takes part: every model (or its group) has weight 0",
+            )
+        })?;
+        let model_depth = full
+            .groups
             .iter()
             .map(|g| g.strategy.top_depth())
-            .chain([agreement_k, outer.strategy.top_depth()])
+            .chain([agreement_k, full.outer.strategy.top_depth()])
             .max()
             .unwrap_or(1);
-        let uncovered = (0..n as u32)
-            .filter(|&l| outer.inv_cover[l as usize] == 0.0)
-            .collect();
         let taxonomy = Taxonomy::new(labels, sep);
         let rules = compile_rules(rules, labels, &taxonomy, fields)?;
         let mut plan_of = vec![None; models.len()];
@@ -207,11 +214,10 @@ impl Combiner {
             labels: n,
             models: plans,
             plan_of,
-            groups,
-            outer,
+            full,
+            seating,
             model_depth,
             agreement_k,
-            uncovered,
             taxonomy,
             rules,
             prepared_len,
@@ -366,57 +372,99 @@ fn plan_models(
     (plans, prepared_len)
 }
 
-/// The group pools that take part and the pool across them; sets each plan's home and weight.
-fn pools(
-    outer_strategy: Strategy,
-    models: &[ModelView<'_>],
-    group_specs: &[GroupSpec<'_>],
-    plans: &mut [ModelPlan],
-    n: usize,
-) -> Result<(Vec<Pool>, Pool), ConfigError> {
-    let mut groups = Vec::new();
-    let mut outer_members = Vec::new();
-    let mut outer_covers: Vec<Vec<u32>> = Vec::new();
-    for (g, spec) in group_specs.iter().enumerate() {
-        let members: Vec<usize> = (0..plans.len())
-            .filter(|&p| group_of(group_specs, &models[plans[p].index]) == Some(g))
-            .collect();
-        if members.is_empty() {
-            continue; // the group or all its models weigh 0
-        }
-        let pool = group_pool(spec.strategy, &members, plans, groups.len(), n);
-        outer_members.push((Voter::Group(groups.len()), spec.weight));
-        outer_covers.push(pool.covered());
-        groups.push(pool);
-    }
-    for (p, plan) in plans.iter().enumerate() {
-        if models[plan.index].group.is_none() {
-            outer_members.push((Voter::Model(p), plan.weight));
-            outer_covers.push(plan.ids.clone());
-        }
-    }
-    if outer_members.is_empty() {
-        return Err(invalid(
-            "vote",
-            "no model takes part: every model (or its group) has weight 0",
-        ));
-    }
-    let covers: Vec<&[u32]> = outer_covers.iter().map(Vec::as_slice).collect();
-    let outer = Pool::new(outer_strategy, outer_members, &covers, n);
-    for member in &outer.members {
-        if let Voter::Model(p) = member.voter {
-            plans[p].member_weight = member.weight;
-        }
-    }
-    Ok((groups, outer))
+/// How the voting models sit in pools: the strategy across groups, and each group's strategy and
+/// weight. Kept so that the pools of any subset of the models can be built the way the full
+/// ensemble's were ([`Seating::pools`]).
+#[derive(Debug)]
+pub(crate) struct Seating {
+    outer: Strategy,
+    /// Per `[vote.groups.*]` table, in name order.
+    groups: Vec<(Strategy, f32)>,
 }
 
-/// One group's pool over `members`, which get it (pool number `home`) as home, and their weights.
+/// Where a voting model sits: the group pool it votes in (None: the pool across groups) and its
+/// weight there (the pool's heaviest member weighs 1).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Seat {
+    pub home: Option<usize>,
+    pub weight: f32,
+}
+
+/// The pools of one vote: the groups that take part, the pool across them, the labels no member
+/// covers, and each model's seat (None where it does not take part).
+#[derive(Debug)]
+pub(crate) struct Pools {
+    pub groups: Vec<Pool>,
+    pub outer: Pool,
+    pub uncovered: Vec<u32>,
+    /// Indexed like `Combiner::models`.
+    pub seats: Vec<Option<Seat>>,
+}
+
+impl Seating {
+    /// The pools of the plans for which `present(p)` holds, built exactly as if they were the
+    /// only models of the manifest (same order, same weights, same coverage): a vote over them
+    /// is the vote of the ensemble without the others, to the bit. None when nobody takes part.
+    pub(crate) fn pools(
+        &self,
+        plans: &[ModelPlan],
+        n: usize,
+        present: impl Fn(usize) -> bool,
+    ) -> Option<Pools> {
+        let mut groups = Vec::new();
+        let mut seats = vec![None; plans.len()];
+        let mut outer_members = Vec::new();
+        let mut outer_covers: Vec<Vec<u32>> = Vec::new();
+        for (g, &(strategy, weight)) in self.groups.iter().enumerate() {
+            let members: Vec<usize> = (0..plans.len())
+                .filter(|&p| plans[p].group == Some(g) && present(p))
+                .collect();
+            if members.is_empty() {
+                continue; // the group weighs 0, all its models do, or none is present
+            }
+            let pool = group_pool(strategy, &members, plans, groups.len(), &mut seats, n);
+            outer_members.push((Voter::Group(groups.len()), weight));
+            outer_covers.push(pool.covered());
+            groups.push(pool);
+        }
+        for (p, plan) in plans.iter().enumerate() {
+            if plan.group.is_none() && present(p) {
+                outer_members.push((Voter::Model(p), plan.weight));
+                outer_covers.push(plan.ids.clone());
+            }
+        }
+        if outer_members.is_empty() {
+            return None;
+        }
+        let covers: Vec<&[u32]> = outer_covers.iter().map(Vec::as_slice).collect();
+        let outer = Pool::new(self.outer, outer_members, &covers, n);
+        for member in &outer.members {
+            if let Voter::Model(p) = member.voter {
+                seats[p] = Some(Seat {
+                    home: None,
+                    weight: member.weight,
+                });
+            }
+        }
+        let uncovered = (0..n as u32)
+            .filter(|&l| outer.inv_cover[l as usize] == 0.0)
+            .collect();
+        Some(Pools {
+            groups,
+            outer,
+            uncovered,
+            seats,
+        })
+    }
+}
+
+/// One group's pool over `members`, seated in it (pool number `home`) with their weights.
 fn group_pool(
     strategy: Strategy,
     members: &[usize],
-    plans: &mut [ModelPlan],
+    plans: &[ModelPlan],
     home: usize,
+    seats: &mut [Option<Seat>],
     n: usize,
 ) -> Pool {
     let covers: Vec<&[u32]> = members.iter().map(|&p| plans[p].ids.as_slice()).collect();
@@ -426,8 +474,10 @@ fn group_pool(
         .collect();
     let pool = Pool::new(strategy, raw, &covers, n);
     for (&p, member) in members.iter().zip(&pool.members) {
-        plans[p].home = Some(home);
-        plans[p].member_weight = member.weight;
+        seats[p] = Some(Seat {
+            home: Some(home),
+            weight: member.weight,
+        });
     }
     pool
 }
