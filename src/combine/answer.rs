@@ -2,7 +2,7 @@
 //! models agree, and (when asked) each model's part in it.
 
 use super::mathf::clean;
-use super::plan::Pools;
+use super::seating::Pools;
 use super::select::{Ids, TopLists};
 use super::strategy::Input;
 use super::Combiner;

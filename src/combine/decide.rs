@@ -2,8 +2,8 @@
 //! candidates, then the rules in manifest order, then the top-k, agreement and explanation.
 
 use super::answer::TermBuffers;
-use super::plan::Pools;
 use super::ranking::{Outcome, Ranking, EXCLUDED};
+use super::seating::Pools;
 use super::select::{rank_labels, Entry};
 use super::strategy::Input;
 use super::{Answer, Combiner, ItemView, ModelContribution, Models, Prediction, Scratch};

@@ -14,7 +14,7 @@
 //! full ensemble's vote. Building them costs one pass over the present models' labels; keep them
 //! when the same subset comes back (a cascade's stages).
 
-use super::plan::Pools;
+use super::seating::Pools;
 use super::{Answer, Combiner, ItemView, Models, Readied, Scratch};
 
 /// The models of one vote, seated: see the module's docs.

@@ -132,6 +132,7 @@ mod members;
 mod plan;
 mod ranking;
 mod rules;
+mod seating;
 mod select;
 mod strategy;
 mod taxonomy;
@@ -147,9 +148,10 @@ pub use members::Members;
 
 use smallvec::SmallVec;
 
-use plan::{ModelPlan, Pools, Seating};
+use plan::ModelPlan;
 use ranking::UNCOVERED;
 use rules::Rule;
+use seating::{Pools, Seating};
 use select::{Entry, Ids, TopLists};
 use strategy::{accumulator_len, Input, Voter};
 use taxonomy::Taxonomy;
