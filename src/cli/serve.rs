@@ -46,6 +46,17 @@ pub struct ServeArgs {
     /// Seconds to let in-flight requests finish after SIGTERM/SIGINT before exiting anyway.
     #[arg(long, env = "LASTMILE_DRAIN_TIMEOUT", default_value_t = 30.0)]
     drain_timeout: f64,
+    /// Seconds any request is waited for at most (a caller may ask for less with gRPC's deadline,
+    /// the `lastmile-timeout-ms` header or `timeout_ms`); past it: HTTP 504 / DEADLINE_EXCEEDED,
+    /// and what it still had queued is never computed. 0: no limit.
+    #[arg(long, env = "LASTMILE_REQUEST_TIMEOUT", default_value_t = 30.0)]
+    request_timeout: f64,
+    /// Milliseconds a request may wait for its turn on the compute threads, as estimated from the
+    /// work queued ahead of it; one that would wait longer is refused at once (HTTP 429 with
+    /// Retry-After, gRPC RESOURCE_EXHAUSTED), so that served requests keep a bounded latency
+    /// under overload. 0: never refuse for the wait.
+    #[arg(long, env = "LASTMILE_MAX_QUEUE_WAIT", default_value_t = 500.0)]
+    max_queue_wait: f64,
     #[command(flatten)]
     shadow: ShadowArgs,
     #[command(flatten)]
@@ -209,12 +220,25 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
 impl ServeArgs {
     /// The server's configuration, or which flag is wrong (exit 2).
     fn config(self) -> Result<AppConfig, Failure> {
-        if !(self.drain_timeout.is_finite() && self.drain_timeout >= 0.0) {
+        let seconds = |v: f64, flag: &str| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(Duration::from_secs_f64(v))
+            } else {
+                Err(Failure {
+                    message: format!("--{flag} must be a number of seconds >= 0"),
+                    code: 2,
+                })
+            }
+        };
+        let drain_timeout = seconds(self.drain_timeout, "drain-timeout")?;
+        let request_timeout = seconds(self.request_timeout, "request-timeout")?;
+        if !(self.max_queue_wait.is_finite() && self.max_queue_wait >= 0.0) {
             return Err(Failure {
-                message: "--drain-timeout must be a number of seconds >= 0".into(),
+                message: "--max-queue-wait must be a number of milliseconds >= 0".into(),
                 code: 2,
             });
         }
+        let max_queue_wait = Duration::from_secs_f64(self.max_queue_wait / 1000.0);
         Ok(AppConfig {
             http_addr: self.http_addr,
             grpc_addr: self.grpc_addr,
@@ -223,8 +247,10 @@ impl ServeArgs {
                 max_items_per_request: self.max_items_per_request,
                 max_field_bytes: self.max_field_bytes,
                 max_body_bytes: self.max_body_bytes,
+                request_timeout: (!request_timeout.is_zero()).then_some(request_timeout),
+                max_queue_wait: (!max_queue_wait.is_zero()).then_some(max_queue_wait),
             },
-            drain_timeout: Duration::from_secs_f64(self.drain_timeout),
+            drain_timeout,
             handle_signals: true,
             shadow: self.shadow.settings()?,
             admin: Some(self.admin.config(&self.ensemble)?),

@@ -19,6 +19,7 @@ pub mod grpc;
 pub(crate) mod metered;
 mod openapi;
 pub mod rest;
+pub mod timeout;
 pub mod v2;
 
 use std::sync::Arc;

@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 use super::body::{parse_json, LimitedBody};
 use super::describe::ensemble_info;
 use super::error::ApiError;
+use super::timeout;
 use crate::ensemble::{Ensemble, ItemAnswer, ItemError, ValidItem};
 use crate::service::{Items, Request, RequestOptions, Service, ServiceError, Target};
 
@@ -28,6 +29,8 @@ struct PredictBody {
     candidates: Option<Vec<String>>,
     #[serde(default)]
     explain: bool,
+    /// Milliseconds the caller waits (also the `lastmile-timeout-ms` header).
+    timeout_ms: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -70,7 +73,9 @@ pub async fn predict(
     State(service): State<Arc<Service>>,
     body: LimitedBody,
 ) -> Result<Response, ApiError> {
+    let headers = body.headers;
     let body: PredictBody = parse_json(&body.bytes)?;
+    let timeout = timeout::http(&headers, body.timeout_ms)?;
     let (objects, single) =
         match (body.item, body.items) {
             (Some(item), None) => (vec![item], true),
@@ -89,6 +94,7 @@ pub async fn predict(
         .predict(Request {
             target: Target::Live,
             items,
+            timeout,
         })
         .await?;
     let answers = reply.answers.as_slice();

@@ -69,6 +69,7 @@ impl Ensemble {
             combiner,
             vote: manifest.vote.clone(),
             rules: manifest.rules.clone(),
+            failure: manifest.failure.clone(),
             load_seconds: started.elapsed().as_secs_f64(),
             reused,
         })

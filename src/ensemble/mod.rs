@@ -13,9 +13,11 @@ use std::sync::Arc;
 use serde::Serialize;
 
 pub use item::{FieldValue, ItemError, ItemOptions, ValidItem};
-pub use manifest::{BatchConfig, Manifest, ManifestError, ModelKind, ModelSpec};
+pub use manifest::{BatchConfig, FailurePolicy, Manifest, ManifestError, ModelKind, ModelSpec};
 
-use crate::combine::{Answer, Combiner, ItemView, Readied, RuleConfig, Scratch, VoteConfig};
+use crate::combine::{
+    Answer, Combiner, ItemView, Members, Readied, RuleConfig, Scratch, VoteConfig,
+};
 use crate::labels::LabelSpace;
 use crate::runtime::{Runtime, Scores};
 
@@ -58,6 +60,8 @@ pub struct Ensemble {
     /// The manifest's `[vote]` table and rules as written, for describing what is served.
     pub vote: VoteConfig,
     pub rules: Vec<RuleConfig>,
+    /// What an item's answer does when a member fails or runs out of time.
+    pub failure: FailurePolicy,
     /// Wall time it took to load.
     pub load_seconds: f64,
     /// Models shared with an ensemble loaded before instead of loaded again.
@@ -93,8 +97,19 @@ pub struct ItemAnswer {
     /// Why the answer is empty, when a rule abstained.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub abstained: Option<String>,
+    /// The members left out of this answer's vote, and why (it failed, panicked or ran out of
+    /// its `timeout_ms`): present only on a degraded answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<Vec<MissingMember>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub models: Option<Vec<ModelAnswer>>,
+}
+
+/// A member a degraded answer was voted without.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MissingMember {
+    pub model: String,
+    pub reason: String,
 }
 
 /// A batch that could not be scored: one model failed.
@@ -146,6 +161,24 @@ impl Ensemble {
         }))
     }
 
+    /// [`Ensemble::combine_readied`] among `members` only (the others gave no scores), the
+    /// answer marked degraded with `missing`.
+    pub fn combine_readied_among(
+        &self,
+        members: &Members,
+        item: &ValidItem,
+        scores: &[&[f32]],
+        readied: &[&Readied],
+        missing: Vec<MissingMember>,
+    ) -> ItemAnswer {
+        let mut answer = self.named(combining(item, |view, s| {
+            self.combiner
+                .combine_readied_among(members, view, scores, readied, s)
+        }));
+        answer.degraded = Some(missing);
+        answer
+    }
+
     /// The combiner's answer, with label and model names.
     fn named(&self, answer: Answer) -> ItemAnswer {
         let named = |p: &crate::combine::Prediction| LabelScore {
@@ -157,6 +190,7 @@ impl Ensemble {
             rules_fired: answer.rules_fired,
             agreement: answer.agreement,
             abstained: answer.abstained,
+            degraded: None,
             models: answer.explanation.map(|contributions| {
                 contributions
                     .iter()

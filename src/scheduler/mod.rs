@@ -27,6 +27,8 @@ use tokio::sync::oneshot;
 
 pub use job::Ticket;
 
+use job::Failure;
+
 use job::{Job, Part, ReadiedRows, Reply};
 use state::{Batch, Entry, Queues};
 
@@ -121,8 +123,20 @@ impl ComputePool {
         ensemble: &Arc<Ensemble>,
         items: Vec<ValidItem>,
     ) -> Ticket<Vec<ItemAnswer>> {
+        self.predict_by(priority, ensemble, items, None)
+    }
+
+    /// [`ComputePool::predict_at`] of a request wanted until `deadline`: rows still queued then
+    /// are dropped, never computed (the caller stops waiting for the ticket itself).
+    pub fn predict_by(
+        &self,
+        priority: Priority,
+        ensemble: &Arc<Ensemble>,
+        items: Vec<ValidItem>,
+        deadline: Option<Instant>,
+    ) -> Ticket<Vec<ItemAnswer>> {
         let (tx, rx) = oneshot::channel();
-        let job = self.submit(priority, ensemble, items, Reply::Answers(tx));
+        let job = self.submit(priority, ensemble, items, Reply::Answers(tx), deadline);
         Ticket { rx, job }
     }
 
@@ -139,7 +153,7 @@ impl ComputePool {
         items: Vec<ValidItem>,
     ) -> Ticket<ModelScores> {
         let (tx, rx) = oneshot::channel();
-        let job = self.submit(priority, ensemble, items, Reply::Scores(tx));
+        let job = self.submit(priority, ensemble, items, Reply::Scores(tx), None);
         Ticket { rx, job }
     }
 
@@ -153,6 +167,14 @@ impl ComputePool {
         self.lock().low.queues.depth()
     }
 
+    /// How long normal-priority work queued now would wait before its turn: the work queued
+    /// ahead of it (each model's waiting rows at that model's recent batch cost) shared by the
+    /// compute threads. An estimate, for shedding load before the queues grow without bound.
+    pub fn estimated_wait(&self) -> std::time::Duration {
+        let seconds = self.lock().normal.queues.queued_seconds() / self.threads.len().max(1) as f64;
+        std::time::Duration::from_secs_f64(seconds)
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.shared.state.lock().expect("scheduler lock")
     }
@@ -163,9 +185,10 @@ impl ComputePool {
         ensemble: &Arc<Ensemble>,
         items: Vec<ValidItem>,
         reply: Reply,
+        deadline: Option<Instant>,
     ) -> Arc<Job> {
         let rows = items.len();
-        let job = Job::new(Arc::clone(ensemble), items, reply);
+        let job = Job::new(Arc::clone(ensemble), items, reply, deadline);
         if rows == 0 || ensemble.models.is_empty() {
             job.deliver_nothing();
             return job;
@@ -370,16 +393,17 @@ fn run_batch(batch: Batch<Part>, outputs: &mut Outputs) -> f64 {
     telemetry::model_run(&name, elapsed);
     telemetry::batch_size(&name, rows);
     let cols = runtime.labels().len();
-    if let Some(reason) = output_error(result, out, rows, cols) {
+    if let Some((failure, reason)) = output_error(result, out, rows, cols) {
         for e in batch.entries {
-            fail(&e.request.job, &name, reason.clone());
+            let Part { job, model } = e.request;
+            job.member_failed(model, e.rows, failure, reason.clone());
         }
         return elapsed.as_secs_f64();
     }
     // Readying runs here, while the output is still this thread's alone. It and combining
     // (by the request's last delivery) are caught: a bug there fails that request, and never
     // takes a compute thread down with it.
-    let readied = ready_rows(&batch.entries, &mut out.data, cols, &name);
+    let readied = ready_rows(&batch.entries, &mut out.data, cols);
     outputs.keep(&output);
     let nanos_per_row = elapsed.as_nanos() as u64 / rows.max(1) as u64;
     deliver_rows(batch.entries, readied, &output, nanos_per_row, &name);
@@ -417,31 +441,32 @@ fn run_model(
     }
 }
 
-/// Why the whole batch fails, if it does: the model erred, panicked, or answered a wrong shape.
+/// Why the whole batch failed, if it did: the model erred, panicked, or answered a wrong shape.
 fn output_error(
     result: std::thread::Result<Result<(), RunError>>,
     out: &Scores,
     rows: usize,
     cols: usize,
-) -> Option<String> {
+) -> Option<(Failure, String)> {
     match result {
         Ok(Ok(())) if out.rows == rows && out.cols == cols && out.data.len() == rows * cols => None,
-        Ok(Ok(())) => Some(format!(
-            "returned {} rows of {} scores for {rows} rows of {cols}: this is a bug",
-            out.rows, out.cols
+        Ok(Ok(())) => Some((
+            Failure::Error,
+            format!(
+                "returned {} rows of {} scores for {rows} rows of {cols}: this is a bug",
+                out.rows, out.cols
+            ),
         )),
-        Ok(Err(e)) => Some(e.to_string()),
-        Err(_) => Some("the model panicked while scoring".to_owned()),
+        Ok(Err(e)) => Some((Failure::Error, e.to_string())),
+        Err(_) => Some((
+            Failure::Panic,
+            "the model panicked while scoring".to_owned(),
+        )),
     }
 }
 
 /// Readies each request's rows of `data` in place; None where readying panicked (and failed it).
-fn ready_rows(
-    entries: &[Entry<Part>],
-    data: &mut [f32],
-    cols: usize,
-    name: &str,
-) -> Vec<Option<ReadiedRows>> {
+fn ready_rows(entries: &[Entry<Part>], data: &mut [f32], cols: usize) -> Vec<Option<ReadiedRows>> {
     let mut offset = 0;
     let mut readied = Vec::with_capacity(entries.len());
     for e in entries {
@@ -451,11 +476,8 @@ fn ready_rows(
             job.ready(e.request.model, e.rows.clone(), scores)
         }));
         if ready.is_err() {
-            fail(
-                job,
-                name,
-                "readying its scores panicked: this is a bug".to_owned(),
-            );
+            let why = "readying its scores panicked: this is a bug".to_owned();
+            job.member_failed(e.request.model, e.rows.clone(), Failure::Panic, why);
         }
         readied.push(ready.ok());
         offset += n;

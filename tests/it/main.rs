@@ -5,6 +5,7 @@
 //! - `hotswap`: deploys through the validation gate, rollback, auth, reuse, signals, under load;
 //! - `shadow`: a candidate answering mirrored live traffic, compared;
 //! - `cli`: the `lastmile` subcommands as an operator runs them;
+//! - `reliability`: degraded answers, deadlines, cancellation, shedding;
 //! - `exact`: parity with official fastText and onnxruntime, and what batching must not change.
 //!
 //! Every test builds its server with [`support::TestServer::builder`].
@@ -12,6 +13,7 @@
 mod cli;
 mod exact;
 mod hotswap;
+mod reliability;
 mod serve;
 mod shadow;
 mod support;

@@ -155,6 +155,7 @@ impl GrpcInferenceService for V2Grpc {
         &self,
         req: Request<pb::ModelInferRequest>,
     ) -> Reply<pb::ModelInferResponse> {
+        let timeout = crate::edge::timeout::grpc(req.metadata());
         let req = req.into_inner();
         let inputs = read_inputs(req.inputs, req.raw_input_contents)?;
         let parameters = req.parameters;
@@ -169,6 +170,7 @@ impl GrpcInferenceService for V2Grpc {
                 inputs,
                 param,
                 outputs: named,
+                timeout,
             },
         )
         .await?;

@@ -169,6 +169,7 @@ async fn infer(
     body: LimitedBody,
 ) -> Result<Response, ApiError> {
     let (head, binary) = split_body(&body)?;
+    let timeout = crate::edge::timeout::http(&body.headers, None)?;
     let request: InferRequest = parse_json(head)?;
     let inputs = read_inputs(request.inputs, binary)?;
     let parameters = request.parameters;
@@ -198,6 +199,7 @@ async fn infer(
             inputs,
             param,
             outputs: named,
+            timeout,
         },
     )
     .await?;

@@ -25,6 +25,7 @@ use std::sync::Arc;
 pub use tensors::{check_output_name, decode, InputTensor, Output, OutputData};
 
 use super::error::ApiError;
+use super::timeout;
 use crate::ensemble::{Ensemble, ItemOptions};
 use crate::runtime::InputKind;
 use crate::service::{Request, Service, Target};
@@ -288,6 +289,9 @@ pub struct Infer<P> {
     pub param: P,
     /// The outputs it names, if it names any.
     pub outputs: Option<Vec<String>>,
+    /// The transport's own word on how long the caller waits (`grpc-timeout`, the HTTP header);
+    /// a `timeout_ms` parameter may shorten it.
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// What answered an inference request, and its outputs in the order asked.
@@ -305,6 +309,15 @@ where
     let param = &req.param;
     let mut options = item_options(param("top_k"), param("candidates"), param("explain"))?;
     let wanted = outputs_for(req.outputs, &mut options)?;
+    let asked = match param("timeout_ms") {
+        None => None,
+        Some(Param::Int(ms)) => Some(timeout::milliseconds(ms, "parameter timeout_ms")?),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "parameter timeout_ms must be an integer number of milliseconds",
+            ))
+        }
+    };
     let top_k = options.top_k;
     let target = Target::Model {
         name: req.model,
@@ -314,7 +327,14 @@ where
         inputs: req.inputs,
         options,
     };
-    let reply = service.predict(Request { target, items }).await?;
+    let timeout = timeout::shorter(req.timeout, asked);
+    let reply = service
+        .predict(Request {
+            target,
+            items,
+            timeout,
+        })
+        .await?;
     // The k every item was asked for, as the request path bounds it.
     let k = top_k.min(reply.ensemble.labels.len());
     let outputs = wanted

@@ -42,6 +42,9 @@
 //! max_batch = 32                   # most rows in one run (default 32; 1 turns batching off)
 //! max_delay_ms = 0                 # longest a row waits for others while a thread is free
 //!                                  # (default 0: never wait; batches form under load)
+//! timeout_ms = 200                 # optional: past this, counted from the request's admission,
+//!                                  # an item is answered without the model (ONNX runs this long
+//!                                  # are stopped); see `failure` for what a missing member does
 //! ```
 //!
 //! `weight`, `temperature` and `group`, the `[vote]` table and the `[[rule]]` list belong to the
@@ -57,7 +60,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::combine::{RuleConfig, VoteConfig};
+mod failure;
 mod model;
+
+pub use failure::FailurePolicy;
 
 use crate::ensemble::sha256_hex;
 use crate::runtime::onnx::{Feed, OnnxLabels, ScoreKind};
@@ -163,6 +169,9 @@ pub struct ModelSpec {
     pub temperature: f32,
     pub group: Option<String>,
     pub batch: BatchConfig,
+    /// How long the model may take to answer an item once its request is admitted (queueing
+    /// included); past it the item is answered without it (see [`FailurePolicy`]).
+    pub timeout: Option<Duration>,
 }
 
 /// A parsed and checked manifest. Models are not loaded yet.
@@ -184,6 +193,8 @@ pub struct Manifest {
     pub models: Vec<ModelSpec>,
     pub vote: VoteConfig,
     pub rules: Vec<RuleConfig>,
+    /// What an item's answer does when a member fails or runs out of time.
+    pub failure: FailurePolicy,
     /// Line of the `[vote]` table and of each `[[rule]]`, for the combiner's errors.
     pub vote_line: Option<usize>,
     pub rule_lines: Vec<usize>,
@@ -210,6 +221,9 @@ struct RawManifest {
     vote: VoteConfig,
     #[serde(default, rename = "rule")]
     rules: Vec<Spanned<RuleConfig>>,
+    on_member_failure: Option<Spanned<String>>,
+    min_members: Option<Spanned<i64>>,
+    quorum: Option<Spanned<BTreeMap<String, i64>>>,
 }
 
 /// Keys `[defaults]` may not set: they identify one model.
@@ -410,6 +424,14 @@ impl Parser<'_> {
             }
         }
         renames.extend(raw.rename);
+        let failure = self.failure_policy(
+            failure::RawFailure {
+                on_member_failure: raw.on_member_failure,
+                min_members: raw.min_members,
+                quorum: raw.quorum,
+            },
+            &models,
+        )?;
 
         Ok(Manifest {
             path: self.file.to_owned(),
@@ -429,6 +451,7 @@ impl Parser<'_> {
                 .map(|r| self.key_line(&r.span(), "type"))
                 .collect(),
             rules: raw.rules.into_iter().map(Spanned::into_inner).collect(),
+            failure,
         })
     }
 }

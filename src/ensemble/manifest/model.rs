@@ -32,6 +32,7 @@ struct RawModel {
     group: Option<String>,
     max_batch: Option<usize>,
     max_delay_ms: Option<f64>,
+    timeout_ms: Option<f64>,
 }
 
 impl Parser<'_> {
@@ -47,6 +48,7 @@ impl Parser<'_> {
         let (fields, feed) = at.fields(raw.fields.take(), raw.feed.as_deref())?;
         let (weight, temperature) = at.vote_keys(&raw)?;
         let batch = at.batching(&raw)?;
+        let timeout = at.timeout(&raw)?;
         let (labels, onnx) = match kind {
             ModelKind::FastText => {
                 at.no_onnx_keys(&raw, &feed)?;
@@ -77,6 +79,7 @@ impl Parser<'_> {
             temperature,
             group: raw.group,
             batch,
+            timeout,
         })
     }
 }
@@ -248,6 +251,20 @@ impl<'p> Entry<'p> {
             max_batch,
             max_delay: std::time::Duration::from_secs_f64(max_delay_ms / 1000.0),
         })
+    }
+
+    /// How long the model may take to answer an item: `timeout_ms`.
+    fn timeout(&self, raw: &RawModel) -> Result<Option<std::time::Duration>, ManifestError> {
+        let Some(ms) = raw.timeout_ms else {
+            return Ok(None);
+        };
+        if !(ms.is_finite() && ms > 0.0 && ms <= 3_600_000.0) {
+            return Err(self.fail(
+                Some("timeout_ms"),
+                format!("must be a number of milliseconds > 0 and at most 3600000, got {ms}"),
+            ));
+        }
+        Ok(Some(std::time::Duration::from_secs_f64(ms / 1000.0)))
     }
 
     /// A fastText model reads text and carries its labels: no ONNX binding or label key.

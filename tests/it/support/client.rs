@@ -39,6 +39,15 @@ pub struct Answer {
     pub abstained: Option<String>,
     #[serde(default)]
     pub models: Vec<ModelPart>,
+    /// The members a degraded answer was voted without (model, reason).
+    #[serde(default)]
+    pub degraded: Vec<Missing>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Missing {
+    pub model: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -73,6 +82,15 @@ impl Answer {
             rules_fired: a.rules_fired.clone(),
             agreement: a.agreement,
             abstained: a.abstained.clone(),
+            degraded: a
+                .degraded
+                .iter()
+                .flatten()
+                .map(|m| Missing {
+                    model: m.model.clone(),
+                    reason: m.reason.clone(),
+                })
+                .collect(),
             models: a
                 .models
                 .iter()
@@ -101,6 +119,14 @@ impl Answer {
             rules_fired: a.rules_fired.clone(),
             agreement: a.agreement,
             abstained: (!a.abstained.is_empty()).then(|| a.abstained.clone()),
+            degraded: a
+                .degraded
+                .iter()
+                .map(|m| Missing {
+                    model: m.model.clone(),
+                    reason: m.reason.clone(),
+                })
+                .collect(),
             models: a
                 .models
                 .iter()
@@ -133,6 +159,7 @@ impl Answer {
             agreement: 0,
             abstained: None,
             models: Vec::new(),
+            degraded: Vec::new(),
         }
     }
 

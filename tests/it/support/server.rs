@@ -14,6 +14,7 @@ use lastmile::deploy::{DeployConfig, Deployer, Gate};
 use lastmile::ensemble::{Ensemble, ItemAnswer, ItemOptions, ValidItem};
 use lastmile::proto::lastmile::v1 as pb;
 use lastmile::registry::{Held, Registry, Trigger};
+use lastmile::runtime::Runtime;
 use lastmile::scheduler::ComputePool;
 use lastmile::service::{Limits, Service};
 use lastmile::shadow::{Shadow, ShadowSettings, ShadowSlot, StageOptions};
@@ -57,12 +58,17 @@ impl Default for AdminOptions {
     }
 }
 
+/// Wraps a live model's runtime (by model name) before the server starts.
+type Wrap = Box<dyn Fn(&str, Arc<dyn Runtime>) -> Arc<dyn Runtime>>;
+
 pub struct Builder {
     manifest: PathBuf,
     config: AppConfig,
     admin: Option<AdminOptions>,
     hooks: TestHooks,
     exclusive: bool,
+    wrap: Option<Wrap>,
+    threads: usize,
 }
 
 impl Builder {
@@ -115,6 +121,21 @@ impl Builder {
         self
     }
 
+    /// Wraps each live model's runtime (given its name) to make it fail, hang, count...
+    pub fn wrap_models(
+        mut self,
+        wrap: impl Fn(&str, Arc<dyn Runtime>) -> Arc<dyn Runtime> + 'static,
+    ) -> Self {
+        self.wrap = Some(Box::new(wrap));
+        self
+    }
+
+    /// Compute threads (default 2).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+
     /// No other test's server runs while this one does (for tests reading `/metrics`).
     pub fn exclusive(mut self) -> Self {
         self.exclusive = true;
@@ -127,8 +148,14 @@ impl Builder {
         } else {
             Guard::Shared(SERVERS.read().await)
         };
-        let pool = Arc::new(ComputePool::new(2).expect("a compute pool"));
-        let ensemble = Arc::new(Ensemble::load(&self.manifest, 2).expect("the manifest loads"));
+        let pool = Arc::new(ComputePool::new(self.threads).expect("a compute pool"));
+        let mut ensemble = Ensemble::load(&self.manifest, 2).expect("the manifest loads");
+        if let Some(wrap) = &self.wrap {
+            for m in &mut ensemble.models {
+                m.runtime = wrap(&m.spec.name, Arc::clone(&m.runtime));
+            }
+        }
+        let ensemble = Arc::new(ensemble);
         let token = self.admin.as_ref().and_then(|a| a.token.clone());
         let local = || "127.0.0.1:0".parse().unwrap();
         let config = AppConfig {
@@ -191,6 +218,8 @@ impl TestServer {
             admin: None,
             hooks: TestHooks::default(),
             exclusive: false,
+            wrap: None,
+            threads: 2,
         }
     }
 
