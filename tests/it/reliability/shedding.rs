@@ -28,6 +28,7 @@ async fn a_request_that_would_wait_too_long_is_refused_at_once_with_retry_after(
     // Any queued work is too much to wait for.
     let server = TestServer::builder()
         .manifest(&manifest)
+        .threads(2)
         .limits(Limits {
             max_queue_wait: Some(Duration::from_nanos(1)),
             ..Limits::default()
@@ -52,10 +53,14 @@ async fn a_request_that_would_wait_too_long_is_refused_at_once_with_retry_after(
     // One request runs with the gate open: the model's cost is known from then on.
     assert_eq!(predict().await.unwrap().0, 200);
     // Two more hold both compute threads, a third waits in the queue: nothing was queued when
-    // each came, so each was let in.
+    // each came, so each was let in. One at a time: two sent together could find the other
+    // still queued (and be refused), or share one batch.
     gate.close();
-    let held = [predict(), predict()];
+    let first = predict();
+    gate.holding(1).await;
+    let second = predict();
     gate.holding(2).await;
+    let held = [first, second];
     let queued = predict();
     let pool = Arc::clone(server.pool());
     eventually("the third request to be queued", || {

@@ -61,6 +61,10 @@ impl Runtime for Panicking {
     }
 }
 
+/// How long a test waits for something that should happen: far beyond any machine's noise,
+/// short enough that a hang fails its test instead of the whole run.
+pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// A gate compute threads wait at: closed until [`Gate::open`]; counts who is waiting.
 #[derive(Default)]
 pub struct Gate {
@@ -73,28 +77,38 @@ impl Gate {
         Arc::new(Gate::default())
     }
 
-    /// Blocks the calling (compute) thread until the gate is open.
+    /// Blocks the calling (compute) thread until the gate is open, or [`PATIENCE`] passed: a
+    /// test that fails with the gate closed must not leave a compute thread (and the pool's
+    /// drop, which joins it) hanging for ever.
     fn pass(&self) {
         let mut s = self.state.lock().unwrap();
         s.1 += 1;
         self.changed.notify_all();
-        while !s.0 {
-            s = self.changed.wait(s).unwrap();
-        }
+        let (mut s, _) = self
+            .changed
+            .wait_timeout_while(s, PATIENCE, |s| !s.0)
+            .unwrap();
         s.1 -= 1;
     }
 
-    /// Waits (on a blocking thread) until at least `n` threads are held at the gate.
+    /// Waits (on a blocking thread) until at least `n` threads are held at the gate; panics
+    /// after [`PATIENCE`] rather than hang the suite.
     pub async fn holding(self: &Arc<Self>, n: usize) {
         let gate = Arc::clone(self);
-        tokio::task::spawn_blocking(move || {
-            let mut s = gate.state.lock().unwrap();
-            while s.1 < n {
-                s = gate.changed.wait(s).unwrap();
-            }
+        let held = tokio::task::spawn_blocking(move || {
+            let s = gate.state.lock().unwrap();
+            let (s, _) = gate
+                .changed
+                .wait_timeout_while(s, PATIENCE, |s| s.1 < n)
+                .unwrap();
+            s.1
         })
         .await
         .unwrap();
+        assert!(
+            held >= n,
+            "gave up waiting for {n} runs at the gate ({held} held)"
+        );
     }
 
     pub fn open(&self) {

@@ -143,10 +143,14 @@ impl Builder {
     }
 
     pub async fn start(self) -> TestServer {
+        // Bounded: a test hung holding a server fails this one instead of hanging the run.
+        let wait = std::time::Duration::from_secs(600);
         let guard = if self.exclusive {
-            Guard::Alone(SERVERS.write().await)
+            let g = tokio::time::timeout(wait, SERVERS.write()).await;
+            Guard::Alone(g.expect("other tests' servers never stopped"))
         } else {
-            Guard::Shared(SERVERS.read().await)
+            let g = tokio::time::timeout(wait, SERVERS.read()).await;
+            Guard::Shared(g.expect("an exclusive test's server never stopped"))
         };
         let pool = Arc::new(ComputePool::new(self.threads).expect("a compute pool"));
         let mut ensemble = Ensemble::load(&self.manifest, 2).expect("the manifest loads");
