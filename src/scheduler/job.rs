@@ -4,29 +4,23 @@
 //!
 //! A row is *missing* when its model failed on it (an error, a panic, a wrong output) or did not
 //! answer within its `timeout_ms` ([`Job::give_up_on_late`]). What a missing row does is the
-//! ensemble's [`FailurePolicy`]: with `fail`, the request fails at once (its other rows are
+//! ensemble's [`FailurePolicy`](crate::ensemble::FailurePolicy): with `fail`, the request fails at once (its other rows are
 //! dropped); with `degrade` (the default), each item is voted among the members that answered it
 //! (`Combiner::members`, exactly as a manifest without the others) and says which are missing,
 //! unless fewer than `min_members` (or a group's quorum) answered, which fails the request.
 //! Raw scores (evaluation) never degrade: any failure fails them.
 
-use std::collections::HashMap;
-use std::future::Future;
 use std::ops::Range;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use smallvec::SmallVec;
 use tokio::sync::oneshot;
 
 use super::state::Request;
-use crate::combine::{Members, Readied};
-use crate::ensemble::{
-    Ensemble, FailurePolicy, ItemAnswer, MissingMember, ModelScores, PredictError, ValidItem,
-};
+use crate::combine::Readied;
+use crate::ensemble::{Ensemble, ItemAnswer, ModelScores, PredictError, ValidItem};
 use crate::runtime::Scores;
 use crate::telemetry;
 
@@ -45,8 +39,8 @@ pub(crate) struct Job {
     texts: Vec<Vec<String>>,
     progress: Mutex<Progress>,
     /// Per model: its share of the run time of the batches it took part in.
-    nanos: Vec<AtomicU64>,
-    reply: Mutex<Option<Reply>>,
+    pub(super) nanos: Vec<AtomicU64>,
+    pub(super) reply: Mutex<Option<Reply>>,
     /// The reply is answers (not raw scores): rows are readied for the vote as they come.
     wants_answers: bool,
     /// Nobody wants the answer any more (caller gone, or it failed): rows still queued are
@@ -59,17 +53,17 @@ pub(crate) struct Job {
 }
 
 /// Where each row stands, under one lock.
-struct Progress {
+pub(super) struct Progress {
     /// `[model][item]`, flattened.
-    rows: Vec<Slot>,
+    pub rows: Vec<Slot>,
     /// Rows still pending, over all models.
-    remaining: usize,
+    pub remaining: usize,
     /// Per model: why its first missing row is missing.
-    missing: Vec<Option<String>>,
+    pub missing: Vec<Option<String>>,
 }
 
 /// One model's row for one item.
-enum Slot {
+pub(super) enum Slot {
     Pending,
     Done(Row),
     /// It failed, or its model ran out of time: the item is voted without it.
@@ -78,16 +72,16 @@ enum Slot {
 
 /// One model's scores for one item: a row of the output of the batch it ran in. The output is
 /// shared by every request of that batch rather than copied out, row by row, into each.
-struct Row {
+pub(super) struct Row {
     batch: Arc<Scores>,
     row: usize,
     /// When the job wants answers: what [`Ensemble::ready`] found (the row itself was readied
     /// in place before the output was shared).
-    readied: Readied,
+    pub readied: Readied,
 }
 
 impl Row {
-    fn scores(&self) -> &[f32] {
+    pub fn scores(&self) -> &[f32] {
         self.batch.row(self.row)
     }
 }
@@ -310,7 +304,7 @@ impl Job {
         at
     }
 
-    fn progress(&self) -> MutexGuard<'_, Progress> {
+    pub(super) fn progress(&self) -> MutexGuard<'_, Progress> {
         self.progress.lock().expect("progress lock")
     }
 
@@ -336,217 +330,15 @@ impl Job {
     pub fn cancel(&self) {
         self.cancelled.store(true, Ordering::Relaxed);
     }
-
-    /// Sends the reply once nothing is pending: every item's answer (degraded where some of
-    /// its members are missing), or every model's scores.
-    pub fn finish(&self) {
-        let Some(reply) = self.reply.lock().expect("reply lock").take() else {
-            return; // already failed
-        };
-        let progress = std::mem::replace(
-            &mut *self.progress(),
-            Progress {
-                rows: Vec::new(),
-                remaining: 0,
-                missing: Vec::new(),
-            },
-        );
-        match reply {
-            Reply::Answers(tx) => {
-                let _ = tx.send(self.answers(&progress));
-            }
-            Reply::Scores(tx) => {
-                let _ = tx.send(Ok(self.model_scores(&progress)));
-            }
-        }
-    }
-
-    /// Every item's answer; an item some members are missing from is voted among the others.
-    fn answers(&self, progress: &Progress) -> Result<Vec<ItemAnswer>, PredictError> {
-        let n = self.items.len();
-        let models = self.ensemble.models.len();
-        let unready = Readied::default();
-        let row = |m: usize, i: usize| match &progress.rows[m * n + i] {
-            Slot::Done(row) => Some(row),
-            _ => None,
-        };
-        // Items missing the same members share one seating.
-        let mut seated: HashMap<Vec<bool>, Arc<Members>> = HashMap::new();
-        let mut answers = Vec::with_capacity(n);
-        for (i, item) in self.items.iter().enumerate() {
-            let scores: Vec<&[f32]> = (0..models)
-                .map(|m| row(m, i).map_or(&[][..], Row::scores))
-                .collect();
-            let readied: Vec<&Readied> = (0..models)
-                .map(|m| row(m, i).map_or(&unready, |r| &r.readied))
-                .collect();
-            let present: Vec<bool> = (0..models).map(|m| row(m, i).is_some()).collect();
-            if present.iter().all(|&p| p) {
-                answers.push(self.ensemble.combine_readied(item, &scores, &readied));
-                continue;
-            }
-            let members = match seated.get(&present) {
-                Some(members) => Arc::clone(members),
-                None => {
-                    let members = Arc::new(self.seat(&present, progress)?);
-                    seated.insert(present.clone(), Arc::clone(&members));
-                    members
-                }
-            };
-            let missing = (0..models)
-                .filter(|&m| !present[m])
-                .map(|m| MissingMember {
-                    model: self.ensemble.models[m].spec.name.clone(),
-                    reason: progress.missing[m].clone().unwrap_or_default(),
-                })
-                .collect();
-            let answer = self
-                .ensemble
-                .combine_readied_among(&members, item, &scores, &readied, missing);
-            telemetry::degraded_answer();
-            answers.push(answer);
-        }
-        Ok(answers)
-    }
-
-    /// The members of an item's vote, if enough of them answered (`min_members`, `[quorum]`).
-    fn seat(&self, present: &[bool], progress: &Progress) -> Result<Members, PredictError> {
-        let e = &self.ensemble;
-        let policy: &FailurePolicy = &e.failure;
-        let voting = |m: usize| present[m] && e.models[m].spec.weight > 0.0;
-        let answered = (0..present.len()).filter(|&m| voting(m)).count();
-        let first_missing = || {
-            let m = (0..present.len()).find(|&m| !present[m]).unwrap_or(0);
-            (
-                e.models[m].spec.name.clone(),
-                progress.missing[m].clone().unwrap_or_default(),
-            )
-        };
-        let short = |what: String| {
-            let (model, why) = first_missing();
-            PredictError {
-                model,
-                reason: format!("{why}; {what}"),
-            }
-        };
-        if answered < policy.min_members {
-            return Err(short(format!(
-                "only {answered} voting members answered an item, fewer than min_members = {}",
-                policy.min_members
-            )));
-        }
-        for (group, &need) in &policy.quorum {
-            let have = (0..present.len())
-                .filter(|&m| voting(m) && e.models[m].spec.group.as_deref() == Some(group))
-                .count();
-            if have < need {
-                return Err(short(format!(
-                    "only {have} members of group {group:?} answered an item, fewer than its \
-                     quorum of {need}"
-                )));
-            }
-        }
-        e.combiner
-            .members(present)
-            .ok_or_else(|| short("no voting member answered an item".to_owned()))
-    }
-
-    /// Every model's scores (all present: raw scores never degrade).
-    fn model_scores(&self, progress: &Progress) -> ModelScores {
-        let n = self.items.len();
-        let scores = |m: usize, i: usize| match &progress.rows[m * n + i] {
-            Slot::Done(row) => row.scores(),
-            _ => &[][..],
-        };
-        ModelScores {
-            scores: (0..self.ensemble.models.len())
-                .map(|m| {
-                    let cols = self.ensemble.models[m].label_ids.len();
-                    let mut own = Scores::default();
-                    own.reset(n, cols);
-                    for i in 0..n {
-                        let row = scores(m, i);
-                        if row.len() == cols {
-                            own.row_mut(i).copy_from_slice(row);
-                        }
-                    }
-                    own
-                })
-                .collect(),
-            seconds: self
-                .nanos
-                .iter()
-                .map(|n| n.load(Ordering::Relaxed) as f64 / 1e9)
-                .collect(),
-        }
-    }
 }
 
 impl Progress {
     /// `n` rows left pending; whether none is left now.
-    fn settle(&mut self, n: usize) -> bool {
+    pub(super) fn settle(&mut self, n: usize) -> bool {
         if n == 0 {
             return false;
         }
         self.remaining -= n;
         self.remaining == 0
-    }
-}
-
-/// The caller's end of a submitted request: await it (or [`Ticket::wait`] outside async code).
-/// Dropping it cancels the request: rows still queued are not run.
-pub struct Ticket<T> {
-    pub(crate) rx: oneshot::Receiver<Result<T, PredictError>>,
-    pub(crate) job: Arc<Job>,
-}
-
-impl<T> Ticket<T> {
-    /// Awaits the answer, going on without each model that has not answered within its
-    /// `timeout_ms` counted from `admitted`: its items are voted without it (see the module's
-    /// docs). Without timeouts in the manifest this is awaiting the ticket.
-    pub async fn within_member_timeouts(mut self, admitted: Instant) -> Result<T, PredictError> {
-        for at in self.job.member_deadlines(admitted) {
-            tokio::select! {
-                biased;
-                answer = &mut self => return answer,
-                () = tokio::time::sleep_until(at.into()) => {
-                    if self.job.give_up_on_late(admitted, Instant::now()) {
-                        // Finishing combines: not on this async thread.
-                        let job = Arc::clone(&self.job);
-                        let _ = tokio::task::spawn_blocking(move || job.finish()).await;
-                    }
-                }
-            }
-        }
-        (&mut self).await
-    }
-
-    /// Blocks until the answer is there. Not for async code, nor for compute threads.
-    pub fn wait(mut self) -> Result<T, PredictError> {
-        let rx = std::mem::replace(&mut self.rx, oneshot::channel().1);
-        rx.blocking_recv().unwrap_or_else(|_| Err(dropped()))
-    }
-}
-
-impl<T> Future for Ticket<T> {
-    type Output = Result<T, PredictError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.rx)
-            .poll(cx)
-            .map(|r| r.unwrap_or_else(|_| Err(dropped())))
-    }
-}
-
-impl<T> Drop for Ticket<T> {
-    fn drop(&mut self) {
-        self.job.cancel();
-    }
-}
-
-fn dropped() -> PredictError {
-    PredictError {
-        model: "(scheduler)".into(),
-        reason: "the request was dropped before it was answered: this is a bug".into(),
     }
 }
