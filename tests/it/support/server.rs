@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use lastmile::app::{self, AdminConfig, App, AppConfig, Drained};
 use lastmile::deploy::{DeployConfig, Deployer, Gate};
-use lastmile::ensemble::{Ensemble, ItemAnswer, ItemOptions, ValidItem};
+use lastmile::ensemble::{Ensemble, ItemAnswer, ItemOptions, Loader, Sources, ValidItem};
 use lastmile::proto::lastmile::v1 as pb;
 use lastmile::registry::{Held, Registry, Trigger};
 use lastmile::scheduler::ComputePool;
@@ -59,6 +59,8 @@ impl Default for AdminOptions {
 
 pub struct Builder {
     manifest: PathBuf,
+    sources: Sources,
+    mlflow_experiment: Option<String>,
     config: AppConfig,
     admin: Option<AdminOptions>,
     hooks: TestHooks,
@@ -68,6 +70,19 @@ pub struct Builder {
 impl Builder {
     pub fn manifest(mut self, manifest: &Path) -> Self {
         self.manifest = manifest.to_owned();
+        self
+    }
+
+    /// Where model files named by registry URIs come from (the startup manifest and every
+    /// candidate).
+    pub fn sources(mut self, sources: Sources) -> Self {
+        self.sources = sources;
+        self
+    }
+
+    /// The server logs every validation to this MLflow experiment.
+    pub fn mlflow_experiment(mut self, experiment: &str) -> Self {
+        self.mlflow_experiment = Some(experiment.to_owned());
         self
     }
 
@@ -128,7 +143,18 @@ impl Builder {
             Guard::Shared(SERVERS.read().await)
         };
         let pool = Arc::new(ComputePool::new(2).expect("a compute pool"));
-        let ensemble = Arc::new(Ensemble::load(&self.manifest, 2).expect("the manifest loads"));
+        let (manifest, sources) = (self.manifest.clone(), self.sources.clone());
+        // Off the async threads: a registry source is fetched with a blocking client.
+        let ensemble = tokio::task::spawn_blocking(move || {
+            let loader = Loader {
+                threads: 2,
+                sources,
+            };
+            Ensemble::load_with(&manifest, &loader, &[]).expect("the manifest loads")
+        })
+        .await
+        .expect("the loader thread");
+        let ensemble = Arc::new(ensemble);
         let token = self.admin.as_ref().and_then(|a| a.token.clone());
         let local = || "127.0.0.1:0".parse().unwrap();
         let config = AppConfig {
@@ -143,6 +169,8 @@ impl Builder {
                     gate: a.gate,
                     warmup_items: 4,
                     eval_batch: 16,
+                    sources: self.sources,
+                    mlflow_experiment: self.mlflow_experiment,
                 },
                 keep_previous: a.keep_previous,
                 manifest: a.reload,
@@ -187,6 +215,8 @@ impl TestServer {
     pub fn builder() -> Builder {
         Builder {
             manifest: starter(),
+            sources: Sources::default(),
+            mlflow_experiment: None,
             config: AppConfig::default(),
             admin: None,
             hooks: TestHooks::default(),
