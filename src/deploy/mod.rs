@@ -29,6 +29,13 @@
 //! Manifest key: `validation = "valid.jsonl"` (relative to the manifest) names the set that gates
 //! this ensemble's promotion.
 //!
+//! A candidate's models are found as at startup ([`DeployConfig::sources`]: registry URIs
+//! resolved again, unless a lock file beside the manifest pins them), so moving an MLflow alias
+//! and deploying (or SIGHUP) takes the new version through this same gate; a source that cannot
+//! be resolved or fetched is a rejection at *load*. With `--mlflow-experiment` on serve (or
+//! `mlflow_experiment` in the request) each validation is also logged as an MLflow run: the
+//! candidate's digest, model versions and metrics, and the gate's decision ([`logged`]).
+//!
 //! ## Without an admin call
 //!
 //! SIGHUP deploys the manifest the server was started with (through the same gate);

@@ -139,3 +139,92 @@ pub fn flatten_declared(table: &toml::Table) -> BTreeMap<String, String> {
     walk(&mut out, "", table);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::ensemble::source::RegistryUri;
+    use crate::ensemble::Manifest;
+
+    fn parse(model: &str) -> Result<Manifest, String> {
+        let text = format!(
+            "name = \"p\"\nversion = \"1\"\n[defaults]\nfields = [\"title\"]\n\n[[model]]\nname = \"m\"\nkind = \"fasttext\"\n{model}"
+        );
+        Manifest::parse(Path::new("/nowhere/m.toml"), &text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_registry_path_a_pin_and_a_provenance_table_are_read() {
+        let pin = "AB".repeat(32);
+        let m = parse(&format!(
+            "path = \"models:/cat@champion\"\nsha256 = \"sha256:{pin}\"\n\
+             [model.provenance]\ndata_version = \"v14\"\nepochs = 5\nparameters = {{ lr = 0.5 }}\n"
+        ))
+        .unwrap();
+        let spec = &m.models[0];
+        assert_eq!(spec.source, "models:/cat@champion");
+        assert!(
+            matches!(&spec.registry, Some(RegistryUri::Alias { name, alias, .. })
+            if name == "cat" && alias == "champion")
+        );
+        assert_eq!(spec.sha256.as_deref(), Some("ab".repeat(32).as_str()));
+        let declared: Vec<(&str, &str)> = spec
+            .declared
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            declared,
+            [
+                ("data_version", "v14"),
+                ("epochs", "5"),
+                ("parameters.lr", "0.5")
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_pins_and_uris_name_their_field() {
+        let e = parse("path = \"models:/cat/3\"\nsha256 = \"abc\"\n").unwrap_err();
+        assert!(
+            e.contains("field `sha256`") && e.contains("64 hex digits"),
+            "{e}"
+        );
+        let e = parse("path = \"models:/cat/three\"\n").unwrap_err();
+        assert!(
+            e.contains("field `path`") && e.contains("version number"),
+            "{e}"
+        );
+        let text = "name = \"p\"\nversion = \"1\"\n[defaults]\nsha256 = \"x\"\n[[model]]\nname = \"m\"\nkind = \"fasttext\"\npath = \"models:/a/1\"\nfields = [\"t\"]\n";
+        let e = Manifest::parse(Path::new("m.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`sha256` cannot have a default"), "{e}");
+    }
+
+    #[test]
+    fn flat_facts_name_every_part() {
+        let mut p = super::Provenance::default();
+        p.model.source = "models:/cat/3".into();
+        p.model.sha256 = "ab".into();
+        p.model.registry = Some(super::RegistryOrigin {
+            version: "3".into(),
+            run_id: "r1".into(),
+            ..Default::default()
+        });
+        p.model
+            .registry
+            .as_mut()
+            .unwrap()
+            .params
+            .insert("lr".into(), "0.5".into());
+        p.declared.insert("data_version".into(), "v14".into());
+        let flat: std::collections::BTreeMap<String, String> = p.flat().into_iter().collect();
+        assert_eq!(flat["registry.version"], "3");
+        assert_eq!(flat["run.id"], "r1");
+        assert_eq!(flat["run.params.lr"], "0.5");
+        assert_eq!(flat["declared.data_version"], "v14");
+        assert_eq!(flat["locked"], "false");
+    }
+}

@@ -5,6 +5,8 @@
 //! - `hotswap`: deploys through the validation gate, rollback, auth, reuse, signals, under load;
 //! - `shadow`: a candidate answering mirrored live traffic, compared;
 //! - `cli`: the `lastmile` subcommands as an operator runs them;
+//! - `provenance`: models from a real MLflow registry, lock files, the digest on every path,
+//!   runs logged to MLflow;
 //! - `exact`: parity with official fastText and onnxruntime, and what batching must not change.
 //!
 //! Every test builds its server with [`support::TestServer::builder`].
@@ -12,6 +14,7 @@
 mod cli;
 mod exact;
 mod hotswap;
+mod provenance;
 mod serve;
 mod shadow;
 mod support;

@@ -2,7 +2,7 @@
 //! model registry (`models:/NAME/VERSION`, `models:/NAME@ALIAS`, `runs:/RUN_ID/PATH`, see
 //! [`crate::ensemble::manifest`]) through a local content-addressed [`cache`], with a lock file
 //! beside the manifest ([`lock`]) and `sha256` pins checked. Every file comes back with its
-//! content hash and its [`Provenance`](crate::ensemble::Provenance).
+//! content hash and its [`Provenance`].
 //!
 //! # Resolving a registry URI
 //!
