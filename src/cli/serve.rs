@@ -252,11 +252,12 @@ impl Banner {
     fn of(ensemble: &Ensemble, threads: usize, manifest: PathBuf) -> Banner {
         Banner {
             summary: format!(
-                "ensemble {:?} version {} ({} models, {} labels, {threads} compute threads)",
+                "ensemble {:?} version {} ({} models, {} labels, {threads} compute threads), digest {}",
                 ensemble.name,
                 ensemble.version,
                 ensemble.models.len(),
                 ensemble.labels.len(),
+                ensemble.digest,
             ),
             name: ensemble.name.clone(),
             first_field: ensemble.fields.first().cloned().unwrap_or_default(),

@@ -34,7 +34,7 @@
 //! and deploying (or SIGHUP) takes the new version through this same gate; a source that cannot
 //! be resolved or fetched is a rejection at *load*. With `--mlflow-experiment` on serve (or
 //! `mlflow_experiment` in the request) each validation is also logged as an MLflow run: the
-//! candidate's digest, model versions and metrics, and the gate's decision ([`logged`]).
+//! candidate's digest, model versions and metrics, and the gate's decision (`logged.rs`).
 //!
 //! ## Without an admin call
 //!
