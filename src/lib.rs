@@ -22,6 +22,10 @@
 //!    live answers without being waited for; the transport writes its wire format. A failure
 //!    anywhere is the layer's own error, mapped to a wire status once ([`edge::error`]).
 //!
+//! Before it: [`ensemble`] loads a manifest's models, from files or the MLflow model registry
+//! ([`ensemble::source`], through [`mlflow`]), each with its provenance, and names the whole by
+//! a digest that every answer carries.
+//!
 //! Beside the request path: [`deploy`] changes what is live (hot swap through the validation
 //! gate, rollback, the shadow's operations, SIGHUP and the manifest watch); [`eval`] measures an
 //! ensemble on labelled data; [`app`] wires the process together and is the only module that
@@ -37,6 +41,7 @@ pub mod ensemble;
 pub mod eval;
 pub mod hooks;
 pub mod labels;
+pub mod mlflow;
 pub mod proto;
 pub mod registry;
 pub mod runtime;

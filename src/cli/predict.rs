@@ -1,5 +1,5 @@
 //! `lastmile predict`: JSON Lines in on stdin, JSON Lines out on stdout, one answer per input line
-//! in input order. Lines are scored in batches of whatever has arrived (up to `--batch`), so a
+//! in input order, each with the `ensemble` (name, version, digest) that answered it. Lines are scored in batches of whatever has arrived (up to `--batch`), so a
 //! pipe runs at batch speed and an interactive shell still answers each line at once. A line that
 //! cannot be scored gets an `"error"` and the stream goes on.
 
@@ -96,6 +96,12 @@ fn score_lines(
     } else {
         pool.predict(ensemble, items).wait()
     };
+    // Which ensemble answered, to the byte, as the REST API says it.
+    let answered = json!({
+        "name": ensemble.name,
+        "version": ensemble.version,
+        "digest": ensemble.digest,
+    });
     slots
         .into_iter()
         .map(|slot| match (slot, &answers) {
@@ -105,6 +111,7 @@ fn score_lines(
                 if let Value::Object(map) = &mut v {
                     let mut ordered = Map::new();
                     ordered.insert("id".into(), id);
+                    ordered.insert("ensemble".into(), answered.clone());
                     ordered.extend(std::mem::take(map));
                     *map = ordered;
                 }

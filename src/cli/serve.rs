@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::Args;
 use lastmile::app::{self, AdminConfig, App, AppConfig, Drained};
 use lastmile::deploy::{DeployConfig, Gate};
-use lastmile::ensemble::Ensemble;
+use lastmile::ensemble::{Ensemble, LockMode};
 use lastmile::registry::Registry;
 use lastmile::service::Limits;
 use lastmile::shadow::{LogConfig, ShadowSettings};
@@ -97,6 +97,11 @@ struct AdminArgs {
     /// Items run through a candidate before it may be promoted.
     #[arg(long, env = "LASTMILE_WARMUP_ITEMS", default_value_t = DeployConfig::default().warmup_items)]
     warmup_items: usize,
+    /// Log every validation of a candidate as a run of this MLflow experiment (the candidate's
+    /// evaluation, as `lastmile eval --mlflow-experiment` logs it, and the gate's decision); a
+    /// deploy request may name another.
+    #[arg(long, env = "LASTMILE_MLFLOW_EXPERIMENT")]
+    mlflow_experiment: Option<String>,
 }
 
 impl AdminArgs {
@@ -118,6 +123,8 @@ impl AdminArgs {
                 load_threads: ensemble.threads,
                 gate,
                 warmup_items: self.warmup_items,
+                sources: ensemble.sources.sources(LockMode::Obey),
+                mlflow_experiment: self.mlflow_experiment,
                 ..DeployConfig::default()
             },
             keep_previous: !self.no_keep_previous,
@@ -271,11 +278,12 @@ impl Banner {
     fn of(ensemble: &Ensemble, threads: usize, manifest: PathBuf) -> Banner {
         Banner {
             summary: format!(
-                "ensemble {:?} version {} ({} models, {} labels, {threads} compute threads)",
+                "ensemble {:?} version {} ({} models, {} labels, {threads} compute threads), digest {}",
                 ensemble.name,
                 ensemble.version,
                 ensemble.models.len(),
                 ensemble.labels.len(),
+                ensemble.digest,
             ),
             name: ensemble.name.clone(),
             first_field: ensemble.fields.first().cloned().unwrap_or_default(),

@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::ensemble::Ensemble;
-use crate::eval::{evaluate, read_labelled, Metrics};
+use crate::eval::{evaluate, read_labelled, Metrics, Report};
 use crate::proto::lastmile::v1 as pb;
 use crate::scheduler::{ComputePool, Priority};
 
-/// Top-1 and the rest for one ensemble, and how many items it was measured on.
-pub(super) type Measured = (Metrics, usize);
+/// An ensemble's evaluation on the validation set, and how many items it read.
+pub(super) type Measured = (Report, usize);
 
 /// Why an ensemble could not be measured on the validation set.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -60,7 +60,7 @@ pub(super) async fn measure_both(
                         error: err.to_string(),
                     }
                 })?;
-            Ok((report.overall, items.len()))
+            Ok((report, items.len()))
         };
         Ok((measure(&candidate, "candidate")?, measure(&live, "live")?))
     })

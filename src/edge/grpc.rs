@@ -14,6 +14,7 @@ use super::timeout;
 use crate::ensemble::{Ensemble, FieldValue, ItemAnswer, ItemError, LabelScore, ValidItem};
 use crate::proto::lastmile::v1 as pb;
 use crate::proto::lastmile::v1::lastmile_server::Lastmile;
+use crate::registry::ensemble_ref;
 use crate::service::{
     Items, Request as ServiceRequest, RequestOptions, Service, ServiceError, Target,
 };
@@ -68,10 +69,7 @@ impl LastmileGrpc {
             .await?;
         Ok(pb::PredictResponse {
             id: req.id,
-            ensemble: Some(pb::EnsembleRef {
-                name: reply.ensemble.name.clone(),
-                version: reply.ensemble.version.clone(),
-            }),
+            ensemble: Some(ensemble_ref(&reply.ensemble)),
             items: reply.answers.into_iter().map(answer_to_proto).collect(),
             error: None,
         })

@@ -33,6 +33,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 
+pub use describe::ensemble_info;
 pub use error::{ApiError, ErrorKind, ERROR_HEADER};
 
 use crate::drain::DrainSignal;

@@ -3,7 +3,8 @@
 //! `POST /v1/predict` takes one item (`{"item": {...}}`) or a batch (`{"items": [...]}`), each item
 //! an object of fields (plus an optional per-item `candidates`), and optional `top_k`,
 //! `candidates` and `explain` for the whole request. The answer mirrors the request: `item` or
-//! `items`, and the `ensemble` (name and version) that answered.
+//! `items`, and the `ensemble` that answered (name, version and digest: the manifest text and
+//! every model file's content hash, so an answer traces to the exact bytes).
 
 use std::sync::Arc;
 
@@ -33,10 +34,22 @@ struct PredictBody {
     timeout_ms: Option<i64>,
 }
 
+/// Which ensemble answered: its name, version and digest (the exact bytes that answered).
 #[derive(Serialize)]
 pub struct EnsembleRef<'a> {
     pub name: &'a str,
     pub version: &'a str,
+    pub digest: &'a str,
+}
+
+impl<'a> EnsembleRef<'a> {
+    pub fn of(e: &'a Ensemble) -> Self {
+        EnsembleRef {
+            name: &e.name,
+            version: &e.version,
+            digest: &e.digest,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -99,10 +112,7 @@ pub async fn predict(
         .await?;
     let answers = reply.answers.as_slice();
     let body = PredictReply {
-        ensemble: EnsembleRef {
-            name: &reply.ensemble.name,
-            version: &reply.ensemble.version,
-        },
+        ensemble: EnsembleRef::of(&reply.ensemble),
         item: single.then(|| &answers[0]),
         items: (!single).then_some(answers),
     };

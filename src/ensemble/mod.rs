@@ -5,6 +5,8 @@
 mod item;
 mod load;
 pub mod manifest;
+pub mod provenance;
+pub mod source;
 
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -13,7 +15,10 @@ use std::sync::Arc;
 use serde::Serialize;
 
 pub use item::{FieldValue, ItemError, ItemOptions, ValidItem};
+pub use load::Loader;
 pub use manifest::{BatchConfig, FailurePolicy, Manifest, ManifestError, ModelKind, ModelSpec};
+pub use provenance::{FileProvenance, Provenance, RegistryOrigin};
+pub use source::{LockMode, Sources};
 
 use crate::combine::{
     Answer, Combiner, ItemView, Members, Readied, RuleConfig, Scratch, VoteConfig,
@@ -28,6 +33,8 @@ pub struct Model {
     pub bytes: u64,
     /// sha256 of the model file, hex.
     pub sha256: String,
+    /// Where the model's files came from, and what the manifest declares about it.
+    pub provenance: Provenance,
     /// What the runtime computes (file content, bindings, labels): equal identities can share
     /// one loaded runtime.
     pub identity: String,
@@ -49,6 +56,8 @@ pub struct Ensemble {
     pub manifest_sha256: String,
     /// What answered, to the byte: see [`digest`].
     pub digest: String,
+    /// The manifest's `[mlflow] tracking_uri`, if it names one.
+    pub tracking_uri: Option<String>,
     /// The request fields, in the order [`ValidItem::fields`] holds them.
     pub fields: Vec<String>,
     pub models: Vec<Model>,
@@ -231,8 +240,10 @@ fn combining<T>(item: &ValidItem, f: impl FnOnce(&ItemView<'_>, &mut Scratch) ->
 }
 
 /// The ensemble digest: sha256 over the manifest text's sha256 and, in manifest order, every
-/// model's name and file sha256 (`sha256:` and hex). The same bytes give the same digest on any
-/// machine and across restarts; a change to the manifest or to any model file changes it.
+/// model's name and file sha256 (and its labels file's, for an ONNX model that has one)
+/// (`sha256:` and hex). The same bytes give the same digest on any machine and across restarts
+/// (wherever the files are, a cache or a checkout); a change to the manifest or to any model
+/// file changes it.
 pub fn digest(manifest_sha256: &str, models: &[Model]) -> String {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
@@ -243,6 +254,10 @@ pub fn digest(manifest_sha256: &str, models: &[Model]) -> String {
         hasher.update(m.spec.name.as_bytes());
         hasher.update(b"\t");
         hasher.update(m.sha256.as_bytes());
+        if let Some(labels) = &m.provenance.labels {
+            hasher.update(b"\tlabels\t");
+            hasher.update(labels.sha256.as_bytes());
+        }
     }
     format!("sha256:{}", hex(&hasher.finalize()))
 }

@@ -6,6 +6,8 @@
 //! - `shadow`: a candidate answering mirrored live traffic, compared;
 //! - `cli`: the `lastmile` subcommands as an operator runs them;
 //! - `reliability`: degraded answers, deadlines, cancellation, shedding;
+//! - `provenance`: models from a real MLflow registry, lock files, the digest on every path,
+//!   runs logged to MLflow;
 //! - `exact`: parity with official fastText and onnxruntime, and what batching must not change.
 //!
 //! Every test builds its server with [`support::TestServer::builder`].
@@ -13,6 +15,7 @@
 mod cli;
 mod exact;
 mod hotswap;
+mod provenance;
 mod reliability;
 mod serve;
 mod shadow;

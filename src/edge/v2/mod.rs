@@ -15,6 +15,11 @@
 //! writes it with `explain` (every model's best labels and its term in the vote, the rules that
 //! fired, the agreement), as JSON text. It is sent when a request names it among its outputs, or
 //! names none and sets the `explain` parameter to true; labels and scores stay as they are.
+//!
+//! Every inference response carries the parameters `ensemble_name`, `ensemble_version` and
+//! `ensemble_digest` ([`reply_parameters`]): the digest names the exact manifest and model bytes
+//! that answered. The model metadata's `parameters` hold the digest and each model's provenance
+//! ([`provenance_parameters`]).
 
 pub mod grpc;
 pub mod http;
@@ -150,6 +155,8 @@ pub struct ModelMetadata {
     pub platform: &'static str,
     pub inputs: Vec<TensorMeta>,
     pub outputs: Vec<TensorMeta>,
+    /// [`provenance_parameters`].
+    pub parameters: Vec<(String, String)>,
 }
 
 pub fn metadata(e: &Ensemble) -> ModelMetadata {
@@ -159,7 +166,36 @@ pub fn metadata(e: &Ensemble) -> ModelMetadata {
         platform: PLATFORM,
         inputs: inputs_meta(e),
         outputs: outputs_meta(),
+        parameters: provenance_parameters(e),
     }
+}
+
+/// The parameters every inference response carries: which ensemble answered, to the byte.
+pub fn reply_parameters(e: &Ensemble) -> [(&'static str, String); 3] {
+    [
+        ("ensemble_name", e.name.clone()),
+        ("ensemble_version", e.version.clone()),
+        ("ensemble_digest", e.digest.clone()),
+    ]
+}
+
+/// The model metadata's parameters: the ensemble's digest and manifest hash, then each model's
+/// provenance as `model.NAME.KEY` strings (V2 parameters are flat scalars).
+pub fn provenance_parameters(e: &Ensemble) -> Vec<(String, String)> {
+    let mut out = vec![
+        ("ensemble_digest".to_owned(), e.digest.clone()),
+        ("manifest_sha256".to_owned(), e.manifest_sha256.clone()),
+    ];
+    for m in &e.models {
+        out.push((
+            format!("model.{}.kind", m.spec.name),
+            m.spec.kind.as_str().into(),
+        ));
+        for (k, v) in m.provenance.flat() {
+            out.push((format!("model.{}.{k}", m.spec.name), v));
+        }
+    }
+    out
 }
 
 /// One input or output of Triton's model configuration: dims leave out the batch dimension,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use lastmile::app::{self, AdminConfig, App, AppConfig, Drained};
 use lastmile::deploy::{DeployConfig, Deployer, Gate};
-use lastmile::ensemble::{Ensemble, ItemAnswer, ItemOptions, ValidItem};
+use lastmile::ensemble::{Ensemble, ItemAnswer, ItemOptions, Loader, Sources, ValidItem};
 use lastmile::proto::lastmile::v1 as pb;
 use lastmile::registry::{Held, Registry, Trigger};
 use lastmile::runtime::Runtime;
@@ -63,6 +63,8 @@ type Wrap = Box<dyn Fn(&str, Arc<dyn Runtime>) -> Arc<dyn Runtime>>;
 
 pub struct Builder {
     manifest: PathBuf,
+    sources: Sources,
+    mlflow_experiment: Option<String>,
     config: AppConfig,
     admin: Option<AdminOptions>,
     hooks: TestHooks,
@@ -74,6 +76,19 @@ pub struct Builder {
 impl Builder {
     pub fn manifest(mut self, manifest: &Path) -> Self {
         self.manifest = manifest.to_owned();
+        self
+    }
+
+    /// Where model files named by registry URIs come from (the startup manifest and every
+    /// candidate).
+    pub fn sources(mut self, sources: Sources) -> Self {
+        self.sources = sources;
+        self
+    }
+
+    /// The server logs every validation to this MLflow experiment.
+    pub fn mlflow_experiment(mut self, experiment: &str) -> Self {
+        self.mlflow_experiment = Some(experiment.to_owned());
         self
     }
 
@@ -153,7 +168,18 @@ impl Builder {
             Guard::Shared(g.expect("an exclusive test's server never stopped"))
         };
         let pool = Arc::new(ComputePool::new(self.threads).expect("a compute pool"));
-        let mut ensemble = Ensemble::load(&self.manifest, 2).expect("the manifest loads");
+        let (manifest, sources) = (self.manifest.clone(), self.sources.clone());
+        // Off the async threads: a registry source is fetched with a blocking client.
+        let ensemble = tokio::task::spawn_blocking(move || {
+            let loader = Loader {
+                threads: 2,
+                sources,
+            };
+            Ensemble::load_with(&manifest, &loader, &[]).expect("the manifest loads")
+        })
+        .await
+        .expect("the loader thread");
+        let mut ensemble = ensemble;
         if let Some(wrap) = &self.wrap {
             for m in &mut ensemble.models {
                 m.runtime = wrap(&m.spec.name, Arc::clone(&m.runtime));
@@ -174,6 +200,8 @@ impl Builder {
                     gate: a.gate,
                     warmup_items: 4,
                     eval_batch: 16,
+                    sources: self.sources,
+                    mlflow_experiment: self.mlflow_experiment,
                 },
                 keep_previous: a.keep_previous,
                 manifest: a.reload,
@@ -218,6 +246,8 @@ impl TestServer {
     pub fn builder() -> Builder {
         Builder {
             manifest: starter(),
+            sources: Sources::default(),
+            mlflow_experiment: None,
             config: AppConfig::default(),
             admin: None,
             hooks: TestHooks::default(),
