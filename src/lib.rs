@@ -22,13 +22,15 @@
 //!    live answers without being waited for; the transport writes its wire format. A failure
 //!    anywhere is the layer's own error, mapped to a wire status once ([`edge::error`]).
 //!
-//! Beside the request path: [`deploy`] changes what is live (hot swap through the validation
+//! Beside the request path: [`batch`] scores files and pipes of rows through the same
+//! [`service::Service`] with no listener (`lastmile batch`); [`deploy`] changes what is live (hot swap through the validation
 //! gate, rollback, the shadow's operations, SIGHUP and the manifest watch); [`eval`] measures an
 //! ensemble on labelled data; [`app`] wires the process together and is the only module that
 //! knows every other; [`telemetry`] names every metric; [`hooks`] is where tests step in;
 //! [`drain`] is the one shutdown signal.
 
 pub mod app;
+pub mod batch;
 pub mod combine;
 pub mod deploy;
 pub mod drain;
