@@ -5,10 +5,12 @@
 //! - `hotswap`: deploys through the validation gate, rollback, auth, reuse, signals, under load;
 //! - `shadow`: a candidate answering mirrored live traffic, compared;
 //! - `cli`: the `lastmile` subcommands as an operator runs them;
+//! - `batch`: `lastmile batch` in every format, resumed after SIGKILL, and the Spark helpers;
 //! - `exact`: parity with official fastText and onnxruntime, and what batching must not change.
 //!
 //! Every test builds its server with [`support::TestServer::builder`].
 
+mod batch;
 mod cli;
 mod exact;
 mod hotswap;
