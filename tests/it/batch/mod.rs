@@ -8,6 +8,7 @@
 mod exact;
 mod resume;
 mod rows;
+mod spark;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
