@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use super::checkpoint::{CheckpointFile, Counts};
 use super::chunk::{Chunk, ScoredChunk};
 use super::read::{Position, Reader};
-use super::write::Output;
+use super::write::{Mark, Output};
 use super::{BatchError, Progress};
 use crate::drain::DrainSignal;
 use crate::ensemble::{Ensemble, ItemOptions};
@@ -204,9 +204,9 @@ struct Writer {
     progress: Arc<dyn Progress>,
     counts: Counts,
     committed_at: Option<Instant>,
-    /// The last state the output could be committed at (input position, counts), not yet
-    /// committed.
-    committable: Option<(Position, Counts)>,
+    /// The last state the output could be committed at (input position, counts, where the
+    /// output ended then), not yet committed.
+    committable: Option<(Position, Counts, Mark)>,
     /// What the last commit recorded.
     committed: Counts,
 }
@@ -230,7 +230,8 @@ impl Writer {
             self.counts.chunks = chunk.index + 1;
             self.progress.advanced(chunk.end, self.counts);
             if self.output.at_commit_point() {
-                self.committable = Some((chunk.end, self.counts));
+                let mark = self.output.mark().map_err(failed)?;
+                self.committable = Some((chunk.end, self.counts, mark));
                 let due = self
                     .committed_at
                     .is_none_or(|at| at.elapsed() >= COMMIT_EVERY);
@@ -252,10 +253,10 @@ impl Writer {
     }
 
     fn commit(&mut self) -> std::io::Result<()> {
-        let Some((position, counts)) = self.committable.take() else {
+        let Some((position, counts, mark)) = self.committable.take() else {
             return Ok(());
         };
-        let mark = self.output.commit()?;
+        self.output.sync()?;
         if let Some(checkpoint) = &self.checkpoint {
             checkpoint.save(position, mark, counts)?;
         }

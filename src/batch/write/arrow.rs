@@ -234,16 +234,19 @@ impl Writer for IpcWriter {
         self.out.flush().map_err(io::Error::other)
     }
 
-    fn commit(&mut self) -> io::Result<Mark> {
-        self.out.flush().map_err(io::Error::other)?;
+    fn mark(&mut self) -> io::Result<Mark> {
         Ok(Mark {
-            bytes: self.out.get_mut().commit()?,
+            bytes: self.out.get_ref().bytes(),
             ..Mark::default()
         })
     }
 
+    fn sync(&mut self) -> io::Result<()> {
+        self.out.get_mut().sync()
+    }
+
     fn finish(mut self: Box<Self>) -> io::Result<()> {
         self.out.finish().map_err(io::Error::other)?;
-        self.out.get_mut().commit().map(|_| ())
+        self.out.get_mut().sync()
     }
 }

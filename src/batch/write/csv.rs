@@ -75,15 +75,22 @@ impl Writer for CsvWriter {
         Ok(())
     }
 
-    fn commit(&mut self) -> io::Result<Mark> {
+    fn mark(&mut self) -> io::Result<Mark> {
+        // The CSV writer's own buffer into the sink, so that the sink counts every record.
         self.out.flush()?;
         Ok(Mark {
-            bytes: self.out.get_ref().sync()?,
+            bytes: self.out.get_ref().bytes(),
             ..Mark::default()
         })
     }
 
+    fn sync(&mut self) -> io::Result<()> {
+        // Flushes the CSV writer's buffer and then the sink's.
+        self.out.flush()?;
+        self.out.get_ref().sync_flushed()
+    }
+
     fn finish(mut self: Box<Self>) -> io::Result<()> {
-        self.commit().map(|_| ())
+        self.sync()
     }
 }

@@ -75,15 +75,19 @@ impl Writer for JsonlWriter {
         Ok(())
     }
 
-    fn commit(&mut self) -> io::Result<Mark> {
+    fn mark(&mut self) -> io::Result<Mark> {
         Ok(Mark {
-            bytes: self.sink.commit()?,
+            bytes: self.sink.bytes(),
             ..Mark::default()
         })
     }
 
+    fn sync(&mut self) -> io::Result<()> {
+        self.sink.sync()
+    }
+
     fn finish(mut self: Box<Self>) -> io::Result<()> {
-        self.sink.commit().map(|_| ())
+        self.sink.sync()
     }
 }
 
@@ -118,7 +122,11 @@ impl ErrorsWriter {
         Ok(())
     }
 
-    pub fn commit(&mut self) -> io::Result<u64> {
-        self.sink.commit()
+    pub fn bytes(&self) -> u64 {
+        self.sink.bytes()
+    }
+
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.sink.sync()
     }
 }

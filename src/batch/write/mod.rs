@@ -9,8 +9,8 @@
 //! answered: [`Ensemble::digest`]), and with `--explain`, `models` (each model's own top labels
 //! and its part in the vote, as `lastmile predict --explain` gives them).
 //!
-//! Committing ([`Writer::commit`]) makes what was written durable and returns the [`Mark`] a
-//! resumed run cuts the output back to: JSON Lines and CSV at any chunk (a byte length), Parquet
+//! A commit takes the [`Mark`] a resumed run cuts the output back to ([`Writer::mark`], where a
+//! commit is possible), then makes what was written durable ([`Writer::sync`]): JSON Lines and CSV at any chunk (a byte length), Parquet
 //! at the end of a row group (each row group is written as a part file beside the output, and the
 //! parts are joined into the output, without decoding, when the run ends).
 
@@ -51,8 +51,10 @@ pub trait Writer: Send {
     fn at_commit_point(&self) -> bool {
         true
     }
-    /// Makes what was written durable; the mark to cut back to on resume.
-    fn commit(&mut self) -> io::Result<Mark>;
+    /// Where the output ends now (its buffers handed on, not synced): what a resume cuts back to.
+    fn mark(&mut self) -> io::Result<Mark>;
+    /// Makes everything written so far durable.
+    fn sync(&mut self) -> io::Result<()>;
     /// The end of the input: complete the output.
     fn finish(self: Box<Self>) -> io::Result<()>;
 }
@@ -152,20 +154,30 @@ impl Output {
         self.main.at_commit_point()
     }
 
-    pub fn commit(&mut self) -> io::Result<Mark> {
-        let errors_bytes = match &mut self.errors {
-            Some(errors) => errors.commit()?,
+    /// Where the output and the errors file end now (call at a commit point).
+    pub fn mark(&mut self) -> io::Result<Mark> {
+        let errors_bytes = match &self.errors {
+            Some(errors) => errors.bytes(),
             None => 0,
         };
         Ok(Mark {
             errors_bytes,
-            ..self.main.commit()?
+            ..self.main.mark()?
         })
+    }
+
+    /// Makes everything written so far durable (more than the last mark, which a resume cuts
+    /// back to, is harmless).
+    pub fn sync(&mut self) -> io::Result<()> {
+        if let Some(errors) = &mut self.errors {
+            errors.sync()?;
+        }
+        self.main.sync()
     }
 
     pub fn finish(self) -> io::Result<()> {
         if let Some(mut errors) = self.errors {
-            errors.commit()?;
+            errors.sync()?;
         }
         self.main.finish()
     }
@@ -215,18 +227,23 @@ impl Sink {
         }
     }
 
-    /// Flushes, and syncs a file to disk; the bytes written so far.
-    pub fn commit(&mut self) -> io::Result<u64> {
-        self.out.flush()?;
-        self.sync()
+    /// Bytes written so far (buffered ones included).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 
-    /// Syncs a file to disk (once flushed); the bytes written so far.
-    pub fn sync(&self) -> io::Result<u64> {
-        if let Some(file) = &self.file {
-            file.sync_data()?;
+    /// Flushes, and syncs a file to disk.
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.out.flush()?;
+        self.sync_flushed()
+    }
+
+    /// Syncs a file to disk, once flushed (`Write::flush`) by whoever holds the sink.
+    pub fn sync_flushed(&self) -> io::Result<()> {
+        match &self.file {
+            Some(file) => file.sync_data(),
+            None => Ok(()),
         }
-        Ok(self.bytes)
     }
 }
 

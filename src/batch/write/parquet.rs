@@ -228,16 +228,21 @@ impl Writer for ParquetWriter {
         }
     }
 
-    fn commit(&mut self) -> io::Result<Mark> {
+    fn mark(&mut self) -> io::Result<Mark> {
+        Ok(Mark {
+            parts: match self {
+                ParquetWriter::Stream { .. } => 0,
+                ParquetWriter::Parts(parts) => parts.closed,
+            },
+            ..Mark::default()
+        })
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
         match self {
-            ParquetWriter::Stream { .. } => Ok(Mark::default()),
-            ParquetWriter::Parts(parts) => {
-                sync_dir(&parts.dir)?;
-                Ok(Mark {
-                    parts: parts.closed,
-                    ..Mark::default()
-                })
-            }
+            ParquetWriter::Stream { .. } => Ok(()),
+            // Each part was synced when closed; the directory holds their names.
+            ParquetWriter::Parts(parts) => sync_dir(&parts.dir),
         }
     }
 
@@ -245,7 +250,7 @@ impl Writer for ParquetWriter {
         match *self {
             ParquetWriter::Stream { out, .. } => {
                 let mut sink = out.into_inner().map_err(parquet_error)?;
-                sink.commit().map(|_| ())
+                sink.sync()
             }
             ParquetWriter::Parts(mut parts) => {
                 parts.close_part()?;
