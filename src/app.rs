@@ -257,6 +257,18 @@ pub async fn start(
     })
 }
 
+/// The request path with no listener, for scoring in this process (`lastmile batch`): the same
+/// [`Service`] over `registry` and `pool`, with `limits`, no shadow and no drain (a batch stops
+/// itself by taking no new chunk).
+pub fn offline(registry: Arc<Registry>, pool: Arc<ComputePool>, limits: Limits) -> Service {
+    let hooks = hooks::none();
+    let shadow = Arc::new(ShadowSlot::new(
+        ShadowSettings::default(),
+        Arc::clone(&hooks),
+    ));
+    Service::new(registry, pool, limits, shadow, DrainSignal::never(), hooks)
+}
+
 /// The serving state, built once every listener is bound.
 struct Parts {
     drain: Drain,

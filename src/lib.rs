@@ -26,13 +26,15 @@
 //! ([`ensemble::source`], through [`mlflow`]), each with its provenance, and names the whole by
 //! a digest that every answer carries.
 //!
-//! Beside the request path: [`deploy`] changes what is live (hot swap through the validation
-//! gate, rollback, the shadow's operations, SIGHUP and the manifest watch); [`eval`] measures an
-//! ensemble on labelled data; [`app`] wires the process together and is the only module that
+//! Beside the request path: [`batch`] scores files and pipes of rows through the same
+//! [`service::Service`] with no listener (`lastmile batch`); [`deploy`] changes what is live
+//! (hot swap through the validation gate, rollback, the shadow's operations, SIGHUP and the
+//! manifest watch); [`eval`] measures an ensemble on labelled data; [`app`] wires the process together and is the only module that
 //! knows every other; [`telemetry`] names every metric; [`hooks`] is where tests step in;
 //! [`drain`] is the one shutdown signal.
 
 pub mod app;
+pub mod batch;
 pub mod combine;
 pub mod deploy;
 pub mod drain;

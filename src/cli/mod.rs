@@ -1,6 +1,7 @@
 //! Subcommands and the one way they fail: a message on stderr and an exit code (2 for a manifest
 //! or input that cannot be served, 1 for everything else).
 
+mod batch;
 mod bench;
 mod check;
 mod deploy;
@@ -56,6 +57,9 @@ enum Command {
     Lock(lock::LockArgs),
     /// Read JSON Lines items on stdin, write one JSON answer per line on stdout.
     Predict(predict::PredictArgs),
+    /// Score a file or a pipe of rows (JSON Lines, CSV, Parquet, Arrow IPC) into another, with
+    /// the server's engine and no network; resumable.
+    Batch(batch::BatchArgs),
     /// Measure the ensemble and each model on labelled JSON Lines: accuracy, macro-F1, speed.
     Eval(eval::EvalArgs),
     /// Load-test a server on this ensemble over gRPC and REST against the bare models' floor.
@@ -160,6 +164,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Check(args) => check::run(args),
         Command::Lock(args) => lock::run(args),
         Command::Predict(args) => predict::run(args),
+        Command::Batch(args) => batch::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Bench(args) => bench::run(args),

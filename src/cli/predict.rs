@@ -9,6 +9,7 @@ use std::sync::mpsc;
 use clap::Args;
 use std::sync::Arc;
 
+use lastmile::batch::chunk::item_from_object;
 use lastmile::ensemble::{Ensemble, ItemOptions, ValidItem};
 use lastmile::scheduler::ComputePool;
 use serde_json::{json, Map, Value};
@@ -134,22 +135,8 @@ fn parse_line(
         return Err((Value::Null, "expected a JSON object of fields".into()));
     };
     let id = object.get("id").cloned().unwrap_or(Value::Null);
-    let mut options = options.clone();
-    match object.get("candidates") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(list)) => {
-            let names: Option<Vec<String>> =
-                list.iter().map(|v| v.as_str().map(str::to_owned)).collect();
-            options.candidates = Some(names.ok_or((
-                id.clone(),
-                "candidates: expected an array of strings".into(),
-            ))?);
-        }
-        Some(_) => return Err((id, "candidates: expected an array of strings".into())),
-    }
-    let item = ensemble
-        .item_from_json(&object, options)
-        .map_err(|e| (id.clone(), e.to_string()))?;
+    // The same reading as `lastmile batch`'s JSON Lines rows: its fields, its own candidates.
+    let item = item_from_object(ensemble, &object, options).map_err(|e| (id.clone(), e))?;
     Ok((id, item))
 }
 

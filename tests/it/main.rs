@@ -8,10 +8,12 @@
 //! - `reliability`: degraded answers, deadlines, cancellation, shedding;
 //! - `provenance`: models from a real MLflow registry, lock files, the digest on every path,
 //!   runs logged to MLflow;
+//! - `batch`: `lastmile batch` in every format, resumed after SIGKILL, and the Spark helpers;
 //! - `exact`: parity with official fastText and onnxruntime, and what batching must not change.
 //!
 //! Every test builds its server with [`support::TestServer::builder`].
 
+mod batch;
 mod cli;
 mod exact;
 mod hotswap;
