@@ -9,6 +9,8 @@
 //! - `provenance`: models from a real MLflow registry, lock files, the digest on every path,
 //!   runs logged to MLflow;
 //! - `batch`: `lastmile batch` in every format, resumed after SIGKILL, and the Spark helpers;
+//! - `fuzz`: manifests, both JSON APIs, V2 binary tensors, both protobuf services and model
+//!   files, mutated from a seed corpus and built from the parsers' vocabulary;
 //! - `exact`: parity with official fastText and onnxruntime, and what batching must not change.
 //!
 //! Every test builds its server with [`support::TestServer::builder`].
@@ -16,6 +18,7 @@
 mod batch;
 mod cli;
 mod exact;
+mod fuzz;
 mod hotswap;
 mod provenance;
 mod reliability;

@@ -28,6 +28,19 @@ use super::{starter, title_item, title_items};
 /// Servers hold it shared; a test reading process-wide metrics holds it alone.
 static SERVERS: RwLock<()> = RwLock::const_new(());
 
+/// Held by a test that runs the request path in process without a [`TestServer`] (the fuzz
+/// targets): shared like a server's, so that an exclusive test's metrics stay its own.
+pub fn in_process() -> RwLockReadGuard<'static, ()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let wait = std::time::Duration::from_secs(600);
+    runtime
+        .block_on(async { tokio::time::timeout(wait, SERVERS.read()).await })
+        .expect("an exclusive test's server never stopped")
+}
+
 enum Guard {
     Shared(#[allow(dead_code)] RwLockReadGuard<'static, ()>),
     Alone(#[allow(dead_code)] RwLockWriteGuard<'static, ()>),
