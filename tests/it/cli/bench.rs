@@ -72,68 +72,13 @@ fn bench_drives_a_server_over_both_transports_without_errors() {
     assert_eq!(level_rows(&stdout).len(), 6, "{stdout}");
 }
 
-/// A `lastmile serve` on free loopback ports; killed when dropped.
-struct Served {
-    child: std::process::Child,
-    rest: String,
-    grpc: String,
-}
-
-impl Served {
-    fn start(manifest: &str) -> Served {
-        use std::io::BufRead;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lastmile"))
-            .args(["serve", "--manifest", manifest])
-            .args(["--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
-            .args([
-                "--admin-addr",
-                "127.0.0.1:0",
-                "--admin-grpc-addr",
-                "127.0.0.1:0",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the lastmile binary starts");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (mut rest, mut grpc) = (None, None);
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        // The server prints where it listens once it does.
-        for line in &mut lines {
-            let line = line.expect("the server's stdout reads");
-            let address = |prefix: &str| {
-                let rest = line.trim_start().strip_prefix(prefix)?;
-                rest.split_whitespace().next().map(str::to_owned)
-            };
-            rest = rest.or_else(|| address("REST  "));
-            grpc = grpc.or_else(|| address("gRPC  ").map(|a| format!("http://{a}")));
-            if rest.is_some() && grpc.is_some() {
-                break;
-            }
-        }
-        // Whatever it prints later must find the pipe open.
-        std::thread::spawn(move || lines.for_each(drop));
-        Served {
-            rest: rest.expect("the server printed its REST address"),
-            grpc: grpc.expect("the server printed its gRPC address"),
-            child,
-        }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn bench_drives_a_server_already_running_and_refuses_another_ensemble() {
     let (dir, path, data) =
         two_models_and_items("{\"title\":\"chef knife\"}\n{\"title\":\"camping tent\"}\n");
-    let served = Served::start(&path);
-    let running = ["--rest", &served.rest, "--grpc", &served.grpc];
+    let served = crate::support::child::Served::start(Path::new(&path));
+    let rest = format!("http://{}", served.rest);
+    let running = ["--rest", &rest, "--grpc", &served.grpc];
     let out = bench(&path, &data, &running);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_succeeded(&out);

@@ -277,3 +277,33 @@ async fn a_fraction_mirrors_the_items_the_sampler_picks_and_stop_ends_mirroring(
     assert_eq!(after.counts, report.counts);
     assert!(slot.stop().is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_for_the_log_costs_the_log_only() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every write to /dev/full fails with ENOSPC, as on a full disk.
+    let log_path = dir.path().join("disagreements.jsonl");
+    std::os::unix::fs::symlink("/dev/full", &log_path).unwrap();
+    let server = super::start(ShadowSettings {
+        log: Some(LogConfig {
+            path: log_path,
+            max_bytes: 4096,
+            files: 3,
+        }),
+        ..ShadowSettings::default()
+    })
+    .await;
+    let shadow = Arc::new(server.load(&known_variant(dir.path())));
+    let titles = titles(60);
+    let live_answers = answers(&server, &server.live(), &titles, K).await;
+    let staged = server.stage(shadow, 1.0);
+    assert_eq!(send_all(&server, &titles, 7).await, ranked(&live_answers));
+    staged.settled().await;
+
+    let report = staged.report();
+    assert_eq!(report.counts, all_mirrored(60));
+    let log = report.log.as_ref().unwrap();
+    let disagreements = 60 - report.since_staging.top1_agreed;
+    assert!(disagreements > 0);
+    assert_eq!((log.lines, log.errors), (0, disagreements), "{log:?}");
+}

@@ -3,6 +3,7 @@
 //! wrappers that fail or slow down ([`runtimes`]), and the fixtures' paths, manifests and items.
 #![allow(dead_code)]
 
+pub mod child;
 pub mod client;
 pub mod hooks;
 pub mod runtimes;
