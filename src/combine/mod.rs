@@ -127,6 +127,7 @@
 mod answer;
 mod config;
 mod decide;
+mod influence;
 mod mathf;
 mod members;
 mod plan;
@@ -144,7 +145,10 @@ pub use config::{
     Action, ConfigError, GroupConfig, RuleConfig, VoteConfig, DEFAULT_AGREEMENT_K, DEFAULT_FLOOR,
     DEFAULT_RANK_K, DEFAULT_STRATEGY,
 };
+pub use influence::{Influence, MemberInfluence, Work};
 pub use members::Members;
+
+use std::sync::OnceLock;
 
 use smallvec::SmallVec;
 
@@ -197,6 +201,7 @@ pub struct Scratch {
     slots: Vec<u32>,
     needed: Vec<u32>,
     values: Vec<f32>,
+    influence: influence::Buffers,
 }
 
 /// An ensemble's voting and rules, resolved against its label space and request fields once per
@@ -220,6 +225,8 @@ pub struct Combiner {
     rules: Vec<Rule>,
     /// Floats of `Scratch::prepared` (models with a temperature or merged labels).
     prepared_len: usize,
+    /// What [`Combiner::influence`] needs, built on its first item.
+    influence: OnceLock<influence::Prepared>,
 }
 
 /// One model's scores for one item after [`Combiner::ready`]: its best labels, found where the
