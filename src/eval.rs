@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::ensemble::{Ensemble, ItemAnswer, ItemOptions, ModelScores, PredictError, ValidItem};
@@ -82,7 +82,7 @@ pub fn read_labelled(
 }
 
 /// Quality and speed of one predictor (the ensemble, or one model) on the evaluation set.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Metrics {
     pub top1: f64,
     pub top5: f64,

@@ -37,6 +37,7 @@ pub mod ensemble;
 pub mod eval;
 pub mod hooks;
 pub mod labels;
+pub mod monitor;
 pub mod proto;
 pub mod registry;
 pub mod runtime;

@@ -8,6 +8,7 @@ mod eval;
 mod predict;
 mod serve;
 mod shadow;
+mod zombies;
 
 use std::path::PathBuf;
 
@@ -62,6 +63,9 @@ enum Command {
     /// A running server's shadow ensemble (staged with `deploy --shadow`): its comparison with
     /// live, stop it, promote it.
     Shadow(shadow::ShadowArgs),
+    /// Which members still change the ensemble's answers on labelled data: pivotal rate,
+    /// accuracy without each, compute share; and a pruning proposal verified by evaluation.
+    Zombies(zombies::ZombiesArgs),
 }
 
 /// Where the ensemble comes from and what it runs on; shared by every subcommand that loads one.
@@ -108,6 +112,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Bench(args) => bench::run(args),
         Command::Deploy(args) => deploy::run(args),
         Command::Shadow(args) => shadow::run(args),
+        Command::Zombies(args) => zombies::run(args),
     }
 }
 

@@ -143,7 +143,7 @@ mod tests;
 pub use answer::{Answer, ModelContribution, Prediction};
 pub use config::{
     Action, ConfigError, GroupConfig, RuleConfig, VoteConfig, DEFAULT_AGREEMENT_K, DEFAULT_FLOOR,
-    DEFAULT_RANK_K, DEFAULT_STRATEGY,
+    DEFAULT_RANK_K, DEFAULT_SEPARATOR, DEFAULT_STRATEGY,
 };
 pub use influence::{Influence, MemberInfluence, Work};
 pub use members::Members;
@@ -235,6 +235,13 @@ pub struct Combiner {
 #[derive(Debug, Clone, Default)]
 pub struct Readied {
     top: SmallVec<[Entry; 8]>,
+}
+
+impl Readied {
+    /// The model's own best label and its score (after temperature), if it scores any above 0.
+    pub fn best(&self) -> Option<(u32, f32)> {
+        self.top.first().map(|e| (e.label, e.score))
+    }
 }
 
 /// Every model's scores for one item, indexed like the models given to [`Combiner::new`].

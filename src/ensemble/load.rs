@@ -69,6 +69,7 @@ impl Ensemble {
             combiner,
             vote: manifest.vote.clone(),
             rules: manifest.rules.clone(),
+            monitor: manifest.monitor.clone(),
             load_seconds: started.elapsed().as_secs_f64(),
             reused,
         })

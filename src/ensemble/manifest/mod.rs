@@ -45,7 +45,8 @@
 //! ```
 //!
 //! `weight`, `temperature` and `group`, the `[vote]` table and the `[[rule]]` list belong to the
-//! combiner: see [`crate::combine`].
+//! combiner: see [`crate::combine`]. The `[monitor]` table (drift thresholds) is documented in
+//! `monitor.rs` here ([`MonitorConfig`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -58,6 +59,9 @@ use toml::Spanned;
 
 use crate::combine::{RuleConfig, VoteConfig};
 mod model;
+mod monitor;
+
+pub use monitor::MonitorConfig;
 
 use crate::ensemble::sha256_hex;
 use crate::runtime::onnx::{Feed, OnnxLabels, ScoreKind};
@@ -184,6 +188,8 @@ pub struct Manifest {
     pub models: Vec<ModelSpec>,
     pub vote: VoteConfig,
     pub rules: Vec<RuleConfig>,
+    /// `[monitor]`: how prediction drift is judged.
+    pub monitor: MonitorConfig,
     /// Line of the `[vote]` table and of each `[[rule]]`, for the combiner's errors.
     pub vote_line: Option<usize>,
     pub rule_lines: Vec<usize>,
@@ -210,6 +216,8 @@ struct RawManifest {
     vote: VoteConfig,
     #[serde(default, rename = "rule")]
     rules: Vec<Spanned<RuleConfig>>,
+    #[serde(default)]
+    monitor: monitor::RawMonitor,
 }
 
 /// Keys `[defaults]` may not set: they identify one model.
@@ -410,6 +418,11 @@ impl Parser<'_> {
             }
         }
         renames.extend(raw.rename);
+        let monitor = raw.monitor.check(self.dir).map_err(|(key, reason)| ManifestError {
+            line: self.header_line("[monitor]"),
+            field: Some(format!("monitor.{key}")),
+            ..self.error(None, reason)
+        })?;
 
         Ok(Manifest {
             path: self.file.to_owned(),
@@ -429,6 +442,7 @@ impl Parser<'_> {
                 .map(|r| self.key_line(&r.span(), "type"))
                 .collect(),
             rules: raw.rules.into_iter().map(Spanned::into_inner).collect(),
+            monitor,
         })
     }
 }
