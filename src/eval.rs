@@ -182,7 +182,21 @@ pub fn evaluate(
     priority: Priority,
     data: &[LabelledItem],
     batch: usize,
+    progress: impl FnMut(usize) -> ControlFlow<()>,
+) -> Result<Report, PredictError> {
+    evaluate_observing(ensemble, pool, priority, data, batch, progress, |_| {})
+}
+
+/// [`evaluate`], also handing each item's answer to `observe` (in data order): a drift reference
+/// is built from the answers on the validation set this way.
+pub fn evaluate_observing(
+    ensemble: &Arc<Ensemble>,
+    pool: &ComputePool,
+    priority: Priority,
+    data: &[LabelledItem],
+    batch: usize,
     mut progress: impl FnMut(usize) -> ControlFlow<()>,
+    mut observe: impl FnMut(&ItemAnswer),
 ) -> Result<Report, PredictError> {
     let mut overall = Tally::default();
     let mut models: Vec<Tally> = ensemble.models.iter().map(|_| Tally::default()).collect();
@@ -203,6 +217,7 @@ pub fn evaluate(
             .collect();
         overall.seconds += started.elapsed().as_secs_f64();
         for (answer, truth) in answers.iter().zip(chunk) {
+            observe(answer);
             overall.add(
                 answer.predictions.iter().map(|p| p.label.as_str()),
                 &truth.label,

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use lastmile::ensemble::Ensemble;
-use lastmile::eval::{evaluate, read_labelled, LabelledItem, Metrics, Report};
+use lastmile::eval::{evaluate_observing, read_labelled, LabelledItem, Metrics, Report};
+use lastmile::monitor::drift::ReferenceBuilder;
 use lastmile::scheduler::Priority;
 
 use super::{load, EnsembleArgs, Failure};
@@ -31,6 +32,10 @@ pub struct EvalArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Also write the ensemble's answers' distribution on the data (use the validation set) as a
+    /// drift reference, for `[monitor] reference` in the manifest.
+    #[arg(long, env = "LASTMILE_EVAL_WRITE_REFERENCE")]
+    write_reference: Option<PathBuf>,
 }
 
 pub fn run(args: EvalArgs) -> Result<(), Failure> {
@@ -44,15 +49,33 @@ pub fn run(args: EvalArgs) -> Result<(), Failure> {
                 .expect("a valid template"),
         )
     };
-    let report = evaluate(&ensemble, &pool, Priority::Normal, &data, args.batch, |n| {
-        bar.inc(n as u64);
-        ControlFlow::Continue(())
-    })
+    let mut reference = ReferenceBuilder::new(&ensemble);
+    let report = evaluate_observing(
+        &ensemble,
+        &pool,
+        Priority::Normal,
+        &data,
+        args.batch,
+        |n| {
+            bar.inc(n as u64);
+            ControlFlow::Continue(())
+        },
+        |a| reference.add(a.predictions.first().map(|p| (p.label.as_str(), p.score))),
+    )
     .map_err(|e| Failure {
         message: e.to_string(),
         code: 1,
     })?;
     bar.finish_and_clear();
+    if let Some(path) = &args.write_reference {
+        let source = format!("{} ({} items)", args.data.display(), data.len());
+        let reference = reference.finish(&ensemble, source);
+        let json = serde_json::to_string_pretty(&reference).expect("references serialise");
+        std::fs::write(path, json).map_err(|e| Failure {
+            message: format!("{}: {e}", path.display()),
+            code: 1,
+        })?;
+    }
     if args.json {
         println!(
             "{}",

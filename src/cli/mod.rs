@@ -6,6 +6,7 @@ mod check;
 mod deploy;
 mod eval;
 mod predict;
+mod report;
 mod serve;
 mod shadow;
 mod zombies;
@@ -66,6 +67,8 @@ enum Command {
     /// Which members still change the ensemble's answers on labelled data: pivotal rate,
     /// accuracy without each, compute share; and a pruning proposal verified by evaluation.
     Zombies(zombies::ZombiesArgs),
+    /// Draw a `zombies --json` report as one self-contained HTML page.
+    Report(report::ReportArgs),
 }
 
 /// Where the ensemble comes from and what it runs on; shared by every subcommand that loads one.
@@ -113,6 +116,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Deploy(args) => deploy::run(args),
         Command::Shadow(args) => shadow::run(args),
         Command::Zombies(args) => zombies::run(args),
+        Command::Report(args) => report::run(args),
     }
 }
 

@@ -70,6 +70,7 @@ impl Ensemble {
             vote: manifest.vote.clone(),
             rules: manifest.rules.clone(),
             monitor: manifest.monitor.clone(),
+            validation: manifest.validation.clone(),
             load_seconds: started.elapsed().as_secs_f64(),
             reused,
         })

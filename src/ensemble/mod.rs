@@ -60,6 +60,9 @@ pub struct Ensemble {
     pub rules: Vec<RuleConfig>,
     /// The manifest's `[monitor]` table: how its prediction drift is judged.
     pub monitor: manifest::MonitorConfig,
+    /// The manifest's `validation` set (where the monitor takes a drift reference from when it
+    /// has none).
+    pub validation: Option<PathBuf>,
     /// Wall time it took to load.
     pub load_seconds: f64,
     /// Models shared with an ensemble loaded before instead of loaded again.

@@ -141,22 +141,49 @@ pub struct MemberFigures {
     pub compute_share: f64,
 }
 
-/// The figures of every voting member of `ensemble` from its counts (indexed like its models;
-/// models that do not vote are left out) over `items` items.
-pub fn figures(ensemble: &Ensemble, counts: &[MemberCounts], items: u64) -> Vec<MemberFigures> {
-    let seconds: f64 = counts.iter().map(|c| c.seconds).sum();
-    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+/// What the figures name a member by.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberInfo {
+    /// Index into the ensemble's models.
+    pub model: usize,
+    pub name: String,
+    pub kind: String,
+    pub group: Option<String>,
+    pub weight: f32,
+}
+
+/// The voting members of `ensemble`, in name order ([`crate::combine::Combiner::voters`]).
+pub fn members_of(ensemble: &Ensemble) -> Vec<MemberInfo> {
     ensemble
         .combiner
         .voters()
         .map(|m| {
-            let c = &counts[m];
             let spec = &ensemble.models[m].spec;
-            MemberFigures {
+            MemberInfo {
+                model: m,
                 name: spec.name.clone(),
                 kind: spec.kind.as_str().to_owned(),
                 group: spec.group.clone(),
                 weight: spec.weight,
+            }
+        })
+        .collect()
+}
+
+/// The figures of `members` from the counts of every model (indexed like the ensemble's models:
+/// compute shares are of all of them) over `items` items.
+pub fn figures(members: &[MemberInfo], counts: &[MemberCounts], items: u64) -> Vec<MemberFigures> {
+    let seconds: f64 = counts.iter().map(|c| c.seconds).sum();
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    members
+        .iter()
+        .map(|info| {
+            let c = &counts[info.model];
+            MemberFigures {
+                name: info.name.clone(),
+                kind: info.kind.clone(),
+                group: info.group.clone(),
+                weight: info.weight,
                 pivotal_rate: ratio(c.pivotal as f64, items as f64),
                 agreement: ratio(c.agrees as f64, c.answered as f64),
                 winner_share: ratio(c.share, c.answered as f64),

@@ -6,8 +6,13 @@
 //!   [`Combiner::influence`](crate::combine::Combiner::influence);
 //! - [`zombies`]: `lastmile zombies`' analysis on labelled data (leave-one-out accuracy) and
 //!   [`prune`]: its pruning proposal and the pruned manifest;
-//! - [`drift`]: reference distributions and the drift statistics.
+//! - [`drift`]: reference distributions and the drift statistics;
+//! - [`live`]: the same on a sampled share of live traffic, over a rolling window, as gauges and
+//!   in the admin API's report;
+//! - [`report`]: the one HTML page both reports are drawn as.
 pub mod drift;
 pub mod influence;
+pub mod live;
 pub mod prune;
+pub mod report;
 pub mod zombies;

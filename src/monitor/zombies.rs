@@ -14,7 +14,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::drift::{self, Counts, Drift, Reference, ReferenceBuilder};
-use super::influence::{figures, Analyser, MemberCounts, MemberFigures};
+use super::influence::{figures, members_of, Analyser, MemberCounts, MemberFigures};
 use crate::combine::Members;
 use crate::ensemble::{Ensemble, PredictError};
 use crate::eval::LabelledItem;
@@ -243,7 +243,7 @@ pub fn analyse(
     let n = data.len();
     let rate = |c: u64| c as f64 / n.max(1) as f64;
     let top1 = rate(correct);
-    let figures = figures(ensemble, &counts, n as u64);
+    let figures = figures(&members_of(ensemble), &counts, n as u64);
     let members = voters
         .iter()
         .zip(figures)
