@@ -346,7 +346,10 @@ fn describe_monitor() {
         "The model's mean share of the winner's voted score."
     );
     metrics::describe_gauge!(MONITOR_COMPUTE_SHARE, "The model's share of model time.");
-    metrics::describe_gauge!(MONITOR_PSI, "PSI of the answers' label buckets against the reference.");
+    metrics::describe_gauge!(
+        MONITOR_PSI,
+        "PSI of the answers' label buckets against the reference."
+    );
     metrics::describe_gauge!(
         MONITOR_JS,
         "Jensen-Shannon distance of the answers' label buckets against the reference."
@@ -355,7 +358,10 @@ fn describe_monitor() {
         MONITOR_CONFIDENCE_PSI,
         "PSI of the answers' confidence histogram against the reference."
     );
-    metrics::describe_gauge!(MONITOR_ABSTENTION, "Share of the window's items without an answer.");
+    metrics::describe_gauge!(
+        MONITOR_ABSTENTION,
+        "Share of the window's items without an answer."
+    );
     metrics::describe_gauge!(
         MONITOR_ABSTENTION_CHANGE,
         "The window's abstention rate minus the reference's."
@@ -364,7 +370,10 @@ fn describe_monitor() {
         MONITOR_CONFIDENCE,
         "Share of answers per first-label score bin, window and reference."
     );
-    metrics::describe_gauge!(MONITOR_ALERT, "1 while a drift statistic is above its threshold.");
+    metrics::describe_gauge!(
+        MONITOR_ALERT,
+        "1 while a drift statistic is above its threshold."
+    );
     metrics::describe_counter!(
         MONITOR_ALERTS,
         "Times a drift statistic crossed its threshold, by statistic."

@@ -12,9 +12,9 @@ use clap::Args;
 use lastmile::app::{self, AdminConfig, App, AppConfig, Drained};
 use lastmile::deploy::{DeployConfig, Gate};
 use lastmile::ensemble::Ensemble;
+use lastmile::monitor::live::MonitorSettings;
 use lastmile::registry::Registry;
 use lastmile::service::Limits;
-use lastmile::monitor::live::MonitorSettings;
 use lastmile::shadow::{LogConfig, ShadowSettings};
 
 use super::{load, EnsembleArgs, Failure};
@@ -90,7 +90,9 @@ impl MonitorArgs {
             return Err(usage("--monitor-fraction must be between 0 and 1"));
         }
         if !(self.monitor_window_seconds.is_finite() && self.monitor_window_seconds > 0.0) {
-            return Err(usage("--monitor-window-seconds must be a number of seconds > 0"));
+            return Err(usage(
+                "--monitor-window-seconds must be a number of seconds > 0",
+            ));
         }
         Ok(MonitorSettings {
             fraction: self.monitor_fraction,

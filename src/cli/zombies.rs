@@ -72,19 +72,20 @@ pub fn run(args: ZombiesArgs) -> Result<(), Failure> {
         });
     }
     let (ensemble, pool) = load(&args.ensemble)?;
-    let data = read_labelled(&args.data, &ensemble, &args.label_field, args.limit).map_err(|e| {
-        Failure {
-            message: e.to_string(),
-            code: 2,
-        }
-    })?;
+    let data =
+        read_labelled(&args.data, &ensemble, &args.label_field, args.limit).map_err(|e| {
+            Failure {
+                message: e.to_string(),
+                code: 2,
+            }
+        })?;
     let settings = Settings {
         batch: args.batch,
         check: args.check,
     };
     let bar = bar(args.json, data.len(), "members' influence");
-    let mut report = analyse(&ensemble, &pool, &data, &settings, |n| bar.inc(n as u64))
-        .map_err(failed)?;
+    let mut report =
+        analyse(&ensemble, &pool, &data, &settings, |n| bar.inc(n as u64)).map_err(failed)?;
     bar.finish_and_clear();
     report.data = args.data.display().to_string();
     if !args.no_prune {
@@ -129,8 +130,8 @@ fn propose(
         batch: args.batch,
     };
     let bar = bar(args.json, data.len(), "pruning search");
-    let found = prune::search(ensemble, pool, data, &order, goal, |n| bar.inc(n as u64))
-        .map_err(failed)?;
+    let found =
+        prune::search(ensemble, pool, data, &order, goal, |n| bar.inc(n as u64)).map_err(failed)?;
     bar.finish_and_clear();
     if found.removed.is_empty() {
         return Ok(None);

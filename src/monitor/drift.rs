@@ -70,7 +70,10 @@ impl Bucketing {
         if self.depth == 0 {
             return name;
         }
-        match name.match_indices(self.separator.as_str()).nth(self.depth - 1) {
+        match name
+            .match_indices(self.separator.as_str())
+            .nth(self.depth - 1)
+        {
             Some((i, _)) => &name[..i],
             None => name,
         }
@@ -155,7 +158,10 @@ impl Reference {
         })?;
         r.counts.confidence.resize(BINS, 0);
         if r.counts.items == 0 {
-            return Err(format!("the drift reference {} counts no items", path.display()));
+            return Err(format!(
+                "the drift reference {} counts no items",
+                path.display()
+            ));
         }
         Ok(r)
     }
@@ -164,7 +170,11 @@ impl Reference {
     pub fn tracked(&self, top: usize) -> Vec<String> {
         let mut buckets: Vec<(&String, &u64)> = self.counts.buckets.iter().collect();
         buckets.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-        buckets.into_iter().take(top).map(|(b, _)| b.clone()).collect()
+        buckets
+            .into_iter()
+            .take(top)
+            .map(|(b, _)| b.clone())
+            .collect()
     }
 }
 
@@ -248,7 +258,13 @@ pub fn drift(reference: &Reference, window: &Counts, config: &MonitorConfig) -> 
     let shares = |v: &[u64]| -> Vec<f64> {
         let total: u64 = v.iter().sum();
         v.iter()
-            .map(|&n| if total > 0 { n as f64 / total as f64 } else { 0.0 })
+            .map(|&n| {
+                if total > 0 {
+                    n as f64 / total as f64
+                } else {
+                    0.0
+                }
+            })
             .collect()
     };
     let mut confidence = window.confidence.clone();
@@ -258,8 +274,7 @@ pub fn drift(reference: &Reference, window: &Counts, config: &MonitorConfig) -> 
     let psi = psi(&p, &q);
     let js = js(&p, &q);
     let confidence_psi = self::psi(&confidence, &reference_confidence);
-    let (abstention, reference_abstention) =
-        (window.abstention(), reference.counts.abstention());
+    let (abstention, reference_abstention) = (window.abstention(), reference.counts.abstention());
     let abstention_change = abstention - reference_abstention;
     let mut crossed = Vec::new();
     if window.items >= config.min_items as u64 {
@@ -359,7 +374,10 @@ mod tests {
         assert_eq!(b.bucket("plain"), "plain");
         let b2 = Bucketing { depth: 2, ..b };
         assert_eq!(b2.bucket("Electronics > Car > Cases"), "Electronics > Car");
-        assert_eq!((bin(0.0), bin(0.05), bin(0.95), bin(1.0), bin(7.0)), (0, 0, 9, 9, 9));
+        assert_eq!(
+            (bin(0.0), bin(0.05), bin(0.95), bin(1.0), bin(7.0)),
+            (0, 0, 9, 9, 9)
+        );
     }
 
     #[test]

@@ -29,9 +29,7 @@ impl Analyser {
         self.ready(ensemble, scores, row, item);
         let (rows, readied, scratch) = self.parts();
         with_view(item, |view| {
-            ensemble
-                .combiner
-                .influence(view, &rows, &readied, scratch)
+            ensemble.combiner.influence(view, &rows, &readied, scratch)
         })
     }
 
@@ -48,7 +46,12 @@ impl Analyser {
 
     /// For the item last given to [`Analyser::influence`]: the first label of the vote among
     /// `members`.
-    pub fn among(&mut self, ensemble: &Ensemble, members: &Members, item: &ValidItem) -> Option<u32> {
+    pub fn among(
+        &mut self,
+        ensemble: &Ensemble,
+        members: &Members,
+        item: &ValidItem,
+    ) -> Option<u32> {
         let (rows, readied, scratch) = self.parts();
         with_view(item, |view| {
             let one = crate::combine::ItemView {

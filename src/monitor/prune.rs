@@ -261,14 +261,22 @@ strategy = "hard"
         assert_eq!(doc["version"].as_str(), Some("3-pruned"));
         let models = doc["model"].as_array().unwrap();
         assert_eq!(models.len(), 1);
-        assert_eq!(models[0]["path"].as_str(), Some("a.bin"), "same directory: kept");
+        assert_eq!(
+            models[0]["path"].as_str(),
+            Some("a.bin"),
+            "same directory: kept"
+        );
         let groups = doc["vote"]["groups"].as_table().unwrap();
         assert!(groups.contains_key("g") && !groups.contains_key("h"));
         let other = tempfile::tempdir().unwrap();
-        let moved = pruned_manifest(text, &src, &["b".into()], &other.path().join("p.toml")).unwrap();
+        let moved =
+            pruned_manifest(text, &src, &["b".into()], &other.path().join("p.toml")).unwrap();
         let doc: toml::Table = toml::from_str(&moved).unwrap();
         let path = doc["model"][0]["path"].as_str().unwrap();
-        assert!(Path::new(path).is_absolute() && path.ends_with("a.bin"), "{path}");
+        assert!(
+            Path::new(path).is_absolute() && path.ends_with("a.bin"),
+            "{path}"
+        );
         assert!(doc["label_file"].as_str().unwrap().ends_with("labels.txt"));
         assert!(pruned_manifest(text, &src, &["a".into(), "b".into()], &src).is_err());
     }

@@ -223,7 +223,10 @@ pub fn analyse(
             member_pairs.add(&bests);
             let outer_answers: Vec<Option<u32>> = outer_members
                 .iter()
-                .map(|ms| ms.as_ref().and_then(|ms| analyser.among(ensemble, ms, item)))
+                .map(|ms| {
+                    ms.as_ref()
+                        .and_then(|ms| analyser.among(ensemble, ms, item))
+                })
                 .collect();
             voter_pairs.add(&outer_answers);
             if let Some((member_items, mismatches)) = check.as_mut() {

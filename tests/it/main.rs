@@ -4,6 +4,7 @@
 //! - `serve`: the serving API over every transport, operations, shutdown, Triton's client;
 //! - `hotswap`: deploys through the validation gate, rollback, auth, reuse, signals, under load;
 //! - `shadow`: a candidate answering mirrored live traffic, compared;
+//! - `monitor`: members' influence, the live monitor, prediction drift, the HTML report;
 //! - `cli`: the `lastmile` subcommands as an operator runs them;
 //! - `exact`: parity with official fastText and onnxruntime, and what batching must not change.
 //!
@@ -12,6 +13,7 @@
 mod cli;
 mod exact;
 mod hotswap;
+mod monitor;
 mod serve;
 mod shadow;
 mod support;

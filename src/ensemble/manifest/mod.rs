@@ -418,11 +418,14 @@ impl Parser<'_> {
             }
         }
         renames.extend(raw.rename);
-        let monitor = raw.monitor.check(self.dir).map_err(|(key, reason)| ManifestError {
-            line: self.header_line("[monitor]"),
-            field: Some(format!("monitor.{key}")),
-            ..self.error(None, reason)
-        })?;
+        let monitor = raw
+            .monitor
+            .check(self.dir)
+            .map_err(|(key, reason)| ManifestError {
+                line: self.header_line("[monitor]"),
+                field: Some(format!("monitor.{key}")),
+                ..self.error(None, reason)
+            })?;
 
         Ok(Manifest {
             path: self.file.to_owned(),

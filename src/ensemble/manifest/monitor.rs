@@ -83,7 +83,12 @@ impl RawMonitor {
             top_labels,
             psi: threshold("psi", self.psi, d.psi, f64::MAX)?,
             js: threshold("js", self.js, d.js, 1.0)?,
-            confidence_psi: threshold("confidence_psi", self.confidence_psi, d.confidence_psi, f64::MAX)?,
+            confidence_psi: threshold(
+                "confidence_psi",
+                self.confidence_psi,
+                d.confidence_psi,
+                f64::MAX,
+            )?,
             abstention: threshold("abstention", self.abstention, d.abstention, 1.0)?,
             min_items: self.min_items.unwrap_or(d.min_items),
         })

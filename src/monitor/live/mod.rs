@@ -58,6 +58,9 @@ pub struct MonitorSettings {
     pub queue_items: usize,
     /// Items the worker scores at once.
     pub batch_items: usize,
+    /// How long the worker waits for a batch to fill before scoring fewer items: sampled items
+    /// are sparse, and scoring them one by one would run every model on one row.
+    pub linger: Duration,
     /// The rolling window: the last `window_items` items, none older than `window`.
     pub window_items: usize,
     pub window: Duration,
@@ -72,6 +75,7 @@ impl Default for MonitorSettings {
             seed: 0,
             queue_items: 256,
             batch_items: 32,
+            linger: Duration::from_millis(500),
             window_items: 2000,
             window: Duration::from_secs(900),
             reference_items: 2000,
@@ -105,6 +109,8 @@ pub struct Monitor {
     failed: AtomicU64,
     /// Sampled items not yet analysed or dropped (tests wait for 0).
     outstanding: watch::Sender<u64>,
+    /// Bumped whenever a reference changes state.
+    references_changed: watch::Sender<u64>,
     started: Instant,
 }
 
@@ -114,7 +120,6 @@ struct State {
     window: Window,
     /// The statistics above their threshold at the last update.
     crossed: Vec<String>,
-    drift: Option<super::drift::Drift>,
     last_error: Option<String>,
 }
 
@@ -143,7 +148,6 @@ impl Monitor {
                 served: None,
                 window: Window::new(settings.window_items, settings.window),
                 crossed: Vec::new(),
-                drift: None,
                 last_error: None,
             }),
             references: Mutex::new(Vec::new()),
@@ -152,6 +156,7 @@ impl Monitor {
             analysed: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             outstanding: watch::Sender::new(0),
+            references_changed: watch::Sender::new(0),
             started: Instant::now(),
             on,
             settings,
@@ -199,6 +204,21 @@ impl Monitor {
         let _ = rx.wait_for(|&n| n == 0).await;
     }
 
+    /// Waits until the reference of the ensemble with `digest` is known to be there or not
+    /// (not being computed any more, and looked for), for tests.
+    pub async fn reference_settled(&self, digest: &str) {
+        let mut rx = self.references_changed.subscribe();
+        loop {
+            match self.reference_state(digest) {
+                None | Some(RefState::Computing(_)) => {}
+                Some(_) => return,
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
     fn settle(&self, n: u64) {
         self.outstanding.send_modify(|o| *o = o.saturating_sub(n));
     }
@@ -223,11 +243,15 @@ impl Monitor {
             refs.remove(0);
         }
         refs.push((digest.to_owned(), state));
+        drop(refs);
+        self.references_changed.send_modify(|n| *n += 1);
     }
 
     fn reference_state(&self, digest: &str) -> Option<RefState> {
         let refs = self.references.lock().expect("monitor references lock");
-        refs.iter().find(|(d, _)| d == digest).map(|(_, s)| s.clone())
+        refs.iter()
+            .find(|(d, _)| d == digest)
+            .map(|(_, s)| s.clone())
     }
 
     /// Records analysed items of `ensemble`, updates the gauges and judges the drift.
@@ -246,7 +270,9 @@ impl Monitor {
                     telemetry::monitor_member(&gone.name, f64::NAN, f64::NAN, f64::NAN, f64::NAN);
                 }
             }
-            state.window.follow(&ensemble.digest, ensemble.models.len(), members);
+            state
+                .window
+                .follow(&ensemble.digest, ensemble.models.len(), members);
             state.served = Some(Served {
                 name: ensemble.name.clone(),
                 version: ensemble.version.clone(),
@@ -254,7 +280,6 @@ impl Monitor {
                 config: ensemble.monitor.clone(),
             });
             state.crossed.clear();
-            state.drift = None;
         }
         for r in records {
             state.window.push(r, now);
@@ -280,8 +305,11 @@ impl Monitor {
             );
             telemetry::monitor_confidence("window", &d.confidence);
             telemetry::monitor_confidence("reference", &d.reference_confidence);
-            let every = (self.settings.window / 100).max(Duration::from_millis(500));
-            state.window.point(d, now, every);
+            // The series starts once the window is big enough to be judged.
+            if state.window.items() >= ensemble.monitor.min_items {
+                let every = (self.settings.window / 100).max(Duration::from_millis(500));
+                state.window.point(d, now, every);
+            }
             let newly: Vec<String> = d
                 .crossed
                 .iter()
@@ -301,7 +329,6 @@ impl Monitor {
             telemetry::monitor_alert(!d.crossed.is_empty(), &newly);
             state.crossed = d.crossed.clone();
         }
-        state.drift = drift;
         let items = state.window.items();
         drop(state);
         self.analysed.fetch_add(n, Ordering::Relaxed);

@@ -71,6 +71,10 @@ fn compute(
         },
     )
     .map_err(|e| e.to_string())?;
-    let source = format!("{} (first {} items, scored by the monitor)", path.display(), items.len());
+    let source = format!(
+        "{} (first {} items, scored by the monitor)",
+        path.display(),
+        items.len()
+    );
     Ok(builder.finish(ensemble, source))
 }

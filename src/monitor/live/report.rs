@@ -73,7 +73,15 @@ impl Monitor {
         let mut state = self.state();
         state.window.expire(now);
         let served = state.served.clone();
-        let reference = match served.as_ref().map(|s| self.references().remove(&s.digest)) {
+        let found = served.as_ref().map(|s| self.references().remove(&s.digest));
+        // Drift as of now: the reference may have come after the last item.
+        let drift = match (&found, &served) {
+            (Some(Some(RefState::Ready(r))), Some(s)) if state.window.items() > 0 => Some(
+                crate::monitor::drift::drift(r, state.window.answers(), &s.config),
+            ),
+            _ => None,
+        };
+        let reference = match found {
             None => status("none", None, None, None),
             Some(None) | Some(Some(RefState::Missing)) => status(
                 "missing",
@@ -88,10 +96,13 @@ impl Monitor {
             Some(Some(RefState::Ready(r))) => {
                 status("ready", Some(r.source.clone()), Some(r.counts.items), None)
             }
-            Some(Some(RefState::Computing(source))) => status("computing", Some(source), None, None),
+            Some(Some(RefState::Computing(source))) => {
+                status("computing", Some(source), None, None)
+            }
             Some(Some(RefState::Failed(e))) => status("failed", None, None, Some(e)),
         };
         let (labels_per_member, revoted) = state.window.work();
+        let alert = drift.as_ref().is_some_and(|d| !d.crossed.is_empty());
         LiveReport {
             state: if self.on { "on" } else { "off" }.into(),
             fraction: self.settings.fraction,
@@ -112,10 +123,15 @@ impl Monitor {
             labels_per_member,
             revoted,
             reference,
-            drift: state.drift.clone(),
-            thresholds: served
-                .as_ref()
-                .map(|s| [s.config.psi, s.config.js, s.config.confidence_psi, s.config.abstention]),
+            drift,
+            thresholds: served.as_ref().map(|s| {
+                [
+                    s.config.psi,
+                    s.config.js,
+                    s.config.confidence_psi,
+                    s.config.abstention,
+                ]
+            }),
             min_items: served.as_ref().map(|s| s.config.min_items),
             series: state
                 .window
@@ -128,7 +144,7 @@ impl Monitor {
                     abstention_change: p.abstention_change,
                 })
                 .collect(),
-            alert: !state.crossed.is_empty(),
+            alert,
             last_error: state.last_error.clone(),
         }
     }
@@ -153,10 +169,15 @@ impl From<&LiveReport> for Page {
         let name = r
             .ensemble
             .as_ref()
-            .map_or("(no ensemble analysed yet)".to_owned(), |e| format!("{} {}", e[0], e[1]));
+            .map_or("(no ensemble analysed yet)".to_owned(), |e| {
+                format!("{} {}", e[0], e[1])
+            });
         let mut figures = vec![
             ("window".to_owned(), format!("{} items", r.window_items)),
-            ("sampled".to_owned(), format!("{:.2} % of items", 100.0 * r.fraction)),
+            (
+                "sampled".to_owned(),
+                format!("{:.2} % of items", 100.0 * r.fraction),
+            ),
             ("analysed".to_owned(), r.analysed.to_string()),
             ("dropped".to_owned(), r.skipped.to_string()),
         ];
@@ -195,7 +216,11 @@ impl From<&LiveReport> for Page {
                 vec![
                     ("PSI".to_owned(), pick(|p| p.psi), t[0]),
                     ("JS distance".to_owned(), pick(|p| p.js), t[1]),
-                    ("confidence PSI".to_owned(), pick(|p| p.confidence_psi), t[2]),
+                    (
+                        "confidence PSI".to_owned(),
+                        pick(|p| p.confidence_psi),
+                        t[2],
+                    ),
                 ],
             )
         });

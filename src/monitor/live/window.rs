@@ -120,7 +120,11 @@ impl Window {
             }
         }
         for (c, &s) in self.counts.iter_mut().zip(&r.seconds) {
-            c.seconds = if add { c.seconds + s } else { (c.seconds - s).max(0.0) };
+            c.seconds = if add {
+                c.seconds + s
+            } else {
+                (c.seconds - s).max(0.0)
+            };
         }
         let answer = r.answer.as_ref().map(|(b, s)| (b.as_str(), *s));
         if add {
@@ -234,7 +238,10 @@ mod tests {
         w.expire(t + Duration::from_secs(6));
         assert_eq!(w.items(), 0);
         assert_eq!(w.figures()[0].pivotal_rate, 0.0);
-        w.push(record(true, Some("X"), [1.0, 1.0]), t + Duration::from_secs(7));
+        w.push(
+            record(true, Some("X"), [1.0, 1.0]),
+            t + Duration::from_secs(7),
+        );
         assert!(!w.follow("d1", 2, vec![info(0, "a"), info(1, "b")]));
         assert_eq!(w.items(), 1);
         assert!(w.follow("d2", 1, vec![info(0, "c")]));

@@ -14,6 +14,15 @@ pub(super) async fn monitor_task(monitor: Arc<Monitor>, pool: Arc<ComputePool>) 
     let mut analyser = Some(Analyser::default());
     let batch_items = monitor.settings.batch_items.max(1);
     while let Some(mut rest) = monitor.queue.take(batch_items).await {
+        // Let the batch fill (a while at most) so that the models run on many rows at once.
+        let deadline = tokio::time::Instant::now() + monitor.settings.linger;
+        while rest.len() < batch_items {
+            let more = monitor.queue.take(batch_items - rest.len());
+            match tokio::time::timeout_at(deadline, more).await {
+                Ok(Some(more)) => rest.extend(more),
+                _ => break,
+            }
+        }
         let n = rest.len() as u64;
         // Runs of items answered by one ensemble (all of them, but around a swap).
         while !rest.is_empty() {

@@ -52,7 +52,13 @@ fn shares(counts: &[u64]) -> Vec<f64> {
     let total: u64 = counts.iter().sum();
     counts
         .iter()
-        .map(|&c| if total > 0 { c as f64 / total as f64 } else { 0.0 })
+        .map(|&c| {
+            if total > 0 {
+                c as f64 / total as f64
+            } else {
+                0.0
+            }
+        })
         .collect()
 }
 
@@ -60,11 +66,18 @@ impl From<&ZombieReport> for Page {
     fn from(r: &ZombieReport) -> Self {
         let mut figures = vec![
             ("top-1".to_owned(), format!("{:.2} %", 100.0 * r.top1)),
-            ("abstained".to_owned(), format!("{:.2} %", 100.0 * r.abstention)),
+            (
+                "abstained".to_owned(),
+                format!("{:.2} %", 100.0 * r.abstention),
+            ),
             ("members".to_owned(), r.members.len().to_string()),
             (
                 "zombies".to_owned(),
-                r.members.iter().filter(|m| m.verdict == "zombie").count().to_string(),
+                r.members
+                    .iter()
+                    .filter(|m| m.verdict == "zombie")
+                    .count()
+                    .to_string(),
             ),
         ];
         if let Some(p) = &r.pruning {
@@ -149,7 +162,12 @@ pub fn render(page: &Page) -> String {
     }
     out.push_str("<div class=\"figures\">");
     for (k, v) in &page.figures {
-        let _ = write!(out, "<div class=\"figure\">{}<b>{}</b></div>", esc(k), esc(v));
+        let _ = write!(
+            out,
+            "<div class=\"figure\">{}<b>{}</b></div>",
+            esc(k),
+            esc(v)
+        );
     }
     out.push_str("</div>");
     influence_section(&mut out, page);
@@ -230,7 +248,12 @@ fn influence_section(out: &mut String, page: &Page) {
             let hi = without.iter().copied().fold(*full, f64::max);
             let pad = ((hi - lo) * 0.5).max(0.002);
             let range = ((lo - pad).max(0.0), (hi + pad).min(1.0));
-            out.push_str(&svg::bars("plot-loo", &rows, range, Some((*full, "full ensemble"))));
+            out.push_str(&svg::bars(
+                "plot-loo",
+                &rows,
+                range,
+                Some((*full, "full ensemble")),
+            ));
         }
         None => {
             out.push_str(
@@ -261,7 +284,11 @@ fn agreement_section(out: &mut String, page: &Page) {
         );
         out.push_str(&svg::heatmap("plot-voters", &a.names, &a.groups, &a.rates));
     }
-    if let Some(a) = page.member_agreement.as_ref().filter(|a| !a.names.is_empty()) {
+    if let Some(a) = page
+        .member_agreement
+        .as_ref()
+        .filter(|a| !a.names.is_empty())
+    {
         out.push_str(
             "<h2>Agreement between members</h2><p class=\"about\">Share of items on which two \
              members' own best labels are the same; lines separate the groups.</p>",
@@ -320,7 +347,14 @@ fn members_table(out: &mut String, page: &Page) {
     }
     out.push_str("<h2>Members</h2><p class=\"about\">Click a column to sort.</p><table id=\"members\"><thead><tr>");
     let mut heads = vec![
-        "model", "kind", "group", "weight", "pivotal %", "agree %", "win share %", "compute %",
+        "model",
+        "kind",
+        "group",
+        "weight",
+        "pivotal %",
+        "agree %",
+        "win share %",
+        "compute %",
     ];
     if page.without_top1.is_some() {
         heads.extend(["top-1 without", "verdict"]);

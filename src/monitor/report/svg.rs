@@ -202,7 +202,12 @@ pub fn bars(id: &str, bars: &[Bar], (lo, hi): (f64, f64), mark: Option<(f64, &st
 }
 
 /// A heatmap of `rates` (fractions) between `names`, with lines between groups.
-pub fn heatmap(id: &str, names: &[String], groups: &[Option<String>], rates: &[Vec<f64>]) -> String {
+pub fn heatmap(
+    id: &str,
+    names: &[String],
+    groups: &[Option<String>],
+    rates: &[Vec<f64>],
+) -> String {
     let n = names.len().max(1);
     let cell = (560.0 / n as f64).clamp(6.0, 48.0);
     let left = 240.0;
@@ -379,13 +384,16 @@ pub fn lines(id: &str, xs: &[f64], series: &[(&str, &'static str, Vec<f64>, f64)
             y + 4.0,
             fmt_tick(ymax * f, false)
         );
-        let x = MARGIN_L + pw * f;
-        let _ = write!(
-            out,
-            r#"<text x="{x:.1}" y="{:.1}" text-anchor="middle" class="tick">{:.0}s</text>"#,
-            h - MARGIN_B + 16.0,
-            xmin + span * f - xmax
-        );
+        // One point has no span: its tick says "now" once.
+        if xs.len() > 1 || i == 0 {
+            let x = MARGIN_L + pw * f;
+            let _ = write!(
+                out,
+                r#"<text x="{x:.1}" y="{:.1}" text-anchor="middle" class="tick">{:.0}s</text>"#,
+                h - MARGIN_B + 16.0,
+                (-(xmin + span * f)).max(0.0)
+            );
+        }
     }
     for (name, color, values, threshold) in series {
         let points: Vec<String> = xs
@@ -431,7 +439,10 @@ mod tests {
     #[test]
     fn names_are_escaped_and_axes_are_nice() {
         assert_eq!(esc("a<b & \"c\""), "a&lt;b &amp; &quot;c&quot;");
-        assert_eq!((nice(0.0), nice(0.37), nice(0.9), nice(3.2)), (1.0, 0.5, 1.0, 5.0));
+        assert_eq!(
+            (nice(0.0), nice(0.37), nice(0.9), nice(3.2)),
+            (1.0, 0.5, 1.0, 5.0)
+        );
         let s = scatter(
             "p",
             &[Point {
