@@ -41,6 +41,52 @@ pub const LOAD_DURATION: &str = "lastmile_registry_load_duration_seconds";
 /// Time to validate a candidate (the candidate and the live ensemble on the validation set).
 pub const VALIDATION_DURATION: &str = "lastmile_registry_validation_duration_seconds";
 
+/// Every metric name the process exports (histograms also as `_bucket`, `_sum`, `_count`):
+/// what dashboards may name.
+pub fn names() -> Vec<&'static str> {
+    vec![
+        REQUESTS_TOTAL,
+        REQUEST_DURATION,
+        ITEMS_IN_FLIGHT,
+        ITEMS_TOTAL,
+        REJECTED_TOTAL,
+        MODEL_RUN_DURATION,
+        BATCH_ROWS,
+        QUEUE_WAIT,
+        QUEUE_ROWS,
+        MODELS_LOADED,
+        ENSEMBLE_INFO,
+        SWAPS_TOTAL,
+        LOAD_DURATION,
+        VALIDATION_DURATION,
+        SHADOW_MIRRORED,
+        SHADOW_SKIPPED,
+        SHADOW_COMPARED,
+        SHADOW_FAILED,
+        SHADOW_QUEUE,
+        SHADOW_DURATION,
+        SHADOW_TOP1_AGREEMENT,
+        SHADOW_TOPK_OVERLAP,
+        MONITOR_SAMPLED,
+        MONITOR_SKIPPED,
+        MONITOR_ANALYSED,
+        MONITOR_QUEUE,
+        MONITOR_WINDOW,
+        MONITOR_PIVOTAL,
+        MONITOR_AGREEMENT,
+        MONITOR_WINNER_SHARE,
+        MONITOR_COMPUTE_SHARE,
+        MONITOR_PSI,
+        MONITOR_JS,
+        MONITOR_CONFIDENCE_PSI,
+        MONITOR_ABSTENTION,
+        MONITOR_ABSTENTION_CHANGE,
+        MONITOR_CONFIDENCE,
+        MONITOR_ALERT,
+        MONITOR_ALERTS,
+    ]
+}
+
 /// Histogram buckets (seconds): 50 µs to 10 s, roughly ×2.5 apart.
 const BUCKETS: &[f64] = &[
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,

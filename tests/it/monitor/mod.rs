@@ -95,3 +95,33 @@ pub fn draws<T: Clone>(pool: &[T], n: usize, seed: u64) -> Vec<T> {
         })
         .collect()
 }
+
+/// The Grafana dashboard names only metrics the server exports.
+#[test]
+fn the_grafana_dashboard_names_only_exported_metrics() {
+    let path = crate::support::root().join("deploy/grafana/lastmile-monitor.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+    assert!(dashboard["panels"].as_array().is_some_and(|p| p.len() > 10));
+    let known = lastmile::telemetry::names();
+    let mut named = 0;
+    for (i, _) in text.match_indices("lastmile_") {
+        let name: String = text[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || *c == '_' || c.is_ascii_digit())
+            .collect();
+        if name == "lastmile_" {
+            continue;
+        }
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(&name);
+        assert!(
+            known.contains(&name.as_str()) || known.contains(&base),
+            "the dashboard names {name}, which the server does not export"
+        );
+        named += 1;
+    }
+    assert!(named > 15, "{named}");
+}
