@@ -24,6 +24,13 @@ pub fn run(args: CheckArgs) -> Result<(), Failure> {
         manifest: args.manifest,
         threads: args.threads,
     })?;
+    // The drift reference the manifest names must be readable now, not when traffic comes.
+    if let Some(path) = &ensemble.monitor.reference {
+        lastmile::monitor::drift::Reference::read(path).map_err(|e| Failure {
+            message: format!("{}: `monitor.reference`: {e}", ensemble.manifest.display()),
+            code: 2,
+        })?;
+    }
     print!("{}", summary(&ensemble, args.models));
     Ok(())
 }

@@ -335,6 +335,10 @@ impl Banner {
                 admin.grpc_addr,
                 manifest.display()
             );
+            println!(
+                "  monitor http://{}/admin/v1/monitor/report.html  (members' influence and drift on sampled traffic)",
+                admin.http_addr
+            );
         }
         tracing::info!(%http, %grpc, "serving");
     }

@@ -39,6 +39,10 @@ pub struct ZombiesArgs {
     /// 0.1 point).
     #[arg(long, env = "LASTMILE_ZOMBIES_MAX_DROP", default_value_t = 0.001)]
     max_drop: f64,
+    /// Evaluate the full and the pruned ensemble on these labelled items instead of --data
+    /// (held-out items: the proposal was searched on --data).
+    #[arg(long, env = "LASTMILE_ZOMBIES_VERIFY_DATA")]
+    verify_data: Option<PathBuf>,
     /// Write the pruned manifest here (paths are made to resolve from its directory).
     #[arg(long, env = "LASTMILE_ZOMBIES_WRITE_PRUNED")]
     write_pruned: Option<PathBuf>,
@@ -153,9 +157,15 @@ fn propose(
     std::fs::write(&out, pruned_text).map_err(|e| failed(format!("{}: {e}", out.display())))?;
     let pruned = Ensemble::load_reusing(&out, args.ensemble.threads, &[ensemble])?;
     let pruned = Arc::new(pruned);
-    let pruned_data = read_labelled(&args.data, &pruned, &args.label_field, args.limit)
-        .map_err(|e| failed(e.to_string()))?;
-    let full = measure(args, ensemble, pool, data, "full ensemble")?;
+    let verify = args.verify_data.as_ref().unwrap_or(&args.data);
+    let read = |e: &Ensemble| {
+        read_labelled(verify, e, &args.label_field, args.limit).map_err(|e| Failure {
+            message: e.to_string(),
+            code: 2,
+        })
+    };
+    let (full_data, pruned_data) = (read(ensemble)?, read(&pruned)?);
+    let full = measure(args, ensemble, pool, &full_data, "full ensemble")?;
     let pruned_metrics = measure(args, &pruned, pool, &pruned_data, "pruned ensemble")?;
     let _ = std::fs::remove_dir_all(&temp);
     let removed: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
@@ -172,6 +182,7 @@ fn propose(
         searched: found.top1,
         full,
         pruned: pruned_metrics,
+        verified_on: verify.display().to_string(),
         manifest: args.write_pruned.as_ref().map(|p| p.display().to_string()),
     }))
 }
@@ -272,6 +283,9 @@ fn table(r: &ZombieReport) -> String {
             m.verdict
         );
     }
+    if let Some(e) = &r.reference_error {
+        out += &format!("\nno drift: {e}\n");
+    }
     if let Some(d) = &r.drift {
         out += &format!(
             "\ndrift from the [monitor] reference: PSI {:.4}, JS {:.4}, confidence PSI {:.4}, \
@@ -305,8 +319,8 @@ fn pruning_table(r: &ZombieReport) -> String {
         p.removed.join(", ")
     );
     out += &format!(
-        "  {:<18} {:>7} {:>7} {:>9} {:>10}\n",
-        "", "top-1", "top-5", "macro-F1", "items/s"
+        "  evaluated on {}:\n  {:<18} {:>7} {:>7} {:>9} {:>10}\n",
+        p.verified_on, "", "top-1", "top-5", "macro-F1", "items/s"
     );
     let row = |name: &str, m: &Metrics| {
         format!(

@@ -123,6 +123,11 @@
 //! ahead, model by model, as each model's scores arrive ([`Combiner::ready`]); the server does so
 //! on the thread that ran the model, which leaves only the pools and the rules after the last one
 //! ([`Combiner::combine_readied`], with the same answer to the bit).
+//!
+//! **Influence.** [`Combiner::influence`] also says, for each voting model, what the answer would
+//! be without it (exactly the vote of [`Combiner::members`] without it, found without voting
+//! again), whether its own best label is the answer's and its share of the winner's score: see
+//! `influence/mod.rs` for the definitions and the method.
 
 mod answer;
 mod config;

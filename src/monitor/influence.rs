@@ -1,6 +1,6 @@
 //! Members' influence over many items: each item's models' raw scores (as
 //! [`ComputePool::score`](crate::scheduler::ComputePool::score) returns them) readied as the server
-//! readies them, [`Combiner::influence`] on them, and the tallies per member that `lastmile
+//! readies them, [`Combiner::influence`](crate::combine::Combiner::influence) on them, and the tallies per member that `lastmile
 //! zombies` prints and the live monitor keeps over its window.
 
 use serde::{Deserialize, Serialize};
@@ -27,13 +27,18 @@ impl Analyser {
         item: &ValidItem,
     ) -> Influence {
         self.ready(ensemble, scores, row, item);
+        self.influence_readied(ensemble, item)
+    }
+
+    /// [`Analyser::influence`] of the item last readied ([`Analyser::ready`]).
+    pub fn influence_readied(&mut self, ensemble: &Ensemble, item: &ValidItem) -> Influence {
         let (rows, readied, scratch) = self.parts();
         with_view(item, |view| {
             ensemble.combiner.influence(view, &rows, &readied, scratch)
         })
     }
 
-    /// For the item last given to [`Analyser::influence`]: the first label without each member,
+    /// For the item last readied: the first label without each member,
     /// by voting among the others (the definition the influence equals).
     pub fn reference(&mut self, ensemble: &Ensemble, item: &ValidItem) -> Vec<Option<u32>> {
         let (rows, readied, scratch) = self.parts();
@@ -44,7 +49,7 @@ impl Analyser {
         })
     }
 
-    /// For the item last given to [`Analyser::influence`]: the first label of the vote among
+    /// For the item last readied: the first label of the vote among
     /// `members`.
     pub fn among(
         &mut self,
@@ -73,7 +78,15 @@ impl Analyser {
         self.readied.get(model).and_then(|r| r.best()).map(|b| b.0)
     }
 
-    fn ready(&mut self, ensemble: &Ensemble, scores: &ModelScores, row: usize, item: &ValidItem) {
+    /// Readies row `row` of `scores` for `item`, as the server readies each model's scores
+    /// where it ran: what every other call reads.
+    pub fn ready(
+        &mut self,
+        ensemble: &Ensemble,
+        scores: &ModelScores,
+        row: usize,
+        item: &ValidItem,
+    ) {
         let models = ensemble.models.len();
         self.rows.resize_with(models, Vec::new);
         self.readied.clear();

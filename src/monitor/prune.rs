@@ -34,9 +34,11 @@ pub struct Pruning {
     pub compute_saved: f64,
     /// The top-1 of each nested set tried (the first j members removed), as the search voted it.
     pub searched: Vec<f64>,
-    /// The full and the pruned ensemble evaluated for real on the same items.
+    /// The full and the pruned ensemble evaluated for real on the same items: those of
+    /// `verified_on`.
     pub full: Metrics,
     pub pruned: Metrics,
+    pub verified_on: String,
     /// The pruned manifest, if written.
     pub manifest: Option<String>,
 }
@@ -105,7 +107,7 @@ pub fn search(
             .wait()?;
         for (row, (item, truth)) in items.iter().zip(chunk).enumerate() {
             let truth = ensemble.labels.id(&truth.label);
-            analyser.influence(ensemble, &scores, row, item);
+            analyser.ready(ensemble, &scores, row, item);
             for (j, members) in nested.iter().enumerate() {
                 let top1 = analyser.among(ensemble, members, item);
                 correct[j] += (truth.is_some() && top1 == truth) as u64;

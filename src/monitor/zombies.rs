@@ -55,6 +55,8 @@ pub struct ZombieReport {
     /// one; the reference these answers make otherwise.
     pub drift: Option<Drift>,
     pub reference: Reference,
+    /// Why the manifest's `[monitor] reference` could not be read, if it names one.
+    pub reference_error: Option<String>,
     pub work: Work,
     /// With `--check`.
     pub exactness: Option<Exactness>,
@@ -94,7 +96,8 @@ pub struct Work {
     pub labels_per_member: f64,
     /// Member-items settled by voting again.
     pub revoted: u64,
-    /// Seconds per item spent on every member's influence (after scoring).
+    /// Seconds per item spent on every member's influence (the vote included; after scoring and
+    /// readying, which serving does anyway).
     pub influence_seconds_per_item: f64,
 }
 
@@ -199,8 +202,9 @@ pub fn analyse(
         }
         for (row, (item, truth)) in items.iter().zip(chunk).enumerate() {
             let truth = ensemble.labels.id(&truth.label);
+            analyser.ready(ensemble, &scores, row, item);
             let started = Instant::now();
-            let inf = analyser.influence(ensemble, &scores, row, item);
+            let inf = analyser.influence_readied(ensemble, item);
             influence_seconds += started.elapsed().as_secs_f64();
             labels += inf.work.labels;
             work.revoted += inf.work.revoted as u64;
@@ -272,10 +276,16 @@ pub fn analyse(
     work.labels_per_member = labels as f64 / member_items;
     work.influence_seconds_per_item = influence_seconds / n.max(1) as f64;
     let reference = reference.finish(ensemble, "the analysed data".into());
-    let (drift, reference) = match ensemble.monitor.reference.as_deref().map(Reference::read) {
-        Some(Ok(file)) => (Some(drift::drift(&file, &window, &ensemble.monitor)), file),
-        _ => (None, reference),
-    };
+    let (drift, reference, reference_error) =
+        match ensemble.monitor.reference.as_deref().map(Reference::read) {
+            Some(Ok(file)) => (
+                Some(drift::drift(&file, &window, &ensemble.monitor)),
+                file,
+                None,
+            ),
+            Some(Err(e)) => (None, reference, Some(e)),
+            None => (None, reference, None),
+        };
     Ok(ZombieReport {
         ensemble: ensemble.name.clone(),
         version: ensemble.version.clone(),
@@ -306,6 +316,7 @@ pub fn analyse(
         confidence: window.confidence.clone(),
         drift,
         reference,
+        reference_error,
         work,
         exactness: check.map(|(member_items, mismatches)| Exactness {
             items: n,

@@ -164,4 +164,11 @@ fn a_bad_monitor_table_is_refused_with_its_key() {
     );
     let line = refused(&format!("{text}\n[monitor]\nthreshold = 0.1\n"));
     assert!(line.contains("threshold"), "{line}");
+    let line = refused(&format!(
+        "{text}\n[monitor]\nreference = \"nowhere.json\"\n"
+    ));
+    assert!(
+        line.contains("`monitor.reference`") && line.contains("nowhere.json"),
+        "{line}"
+    );
 }
