@@ -32,8 +32,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     // The admin API speaks these messages as REST JSON too (both ways: `lastmile deploy` reads
     // them back). Missing fields take their proto defaults; requests refuse unknown fields.
+    // Provenance maps keep their keys in order, in JSON as in text.
+    for message in [".lastmile.v1.RegistryOrigin", ".lastmile.v1.Provenance"] {
+        config = config.btree_map(message);
+    }
     for message in [
         "EnsembleRef",
+        "Provenance",
+        "FileProvenance",
+        "RegistryOrigin",
+        "Dataset",
         "RegistryStatus",
         "EnsembleSummary",
         "ModelDigest",

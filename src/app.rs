@@ -262,6 +262,31 @@ pub async fn start(
     })
 }
 
+/// The request path with no listener, for scoring in this process (`lastmile batch`): the same
+/// [`Service`] over `registry` and `pool`, with `limits`, no shadow, the live monitor off and no
+/// drain (a batch stops itself by taking no new chunk).
+pub fn offline(registry: Arc<Registry>, pool: Arc<ComputePool>, limits: Limits) -> Service {
+    let hooks = hooks::none();
+    let observers = Observers {
+        shadow: Arc::new(ShadowSlot::new(
+            ShadowSettings::default(),
+            Arc::clone(&hooks),
+        )),
+        monitor: Arc::new(Monitor::new(MonitorSettings {
+            fraction: 0.0,
+            ..MonitorSettings::default()
+        })),
+    };
+    Service::new(
+        registry,
+        pool,
+        limits,
+        observers,
+        DrainSignal::never(),
+        hooks,
+    )
+}
+
 /// The serving state, built once every listener is bound.
 struct Parts {
     drain: Drain,

@@ -24,15 +24,21 @@
 //!    wire format. A failure anywhere is the layer's own error, mapped to a wire status once
 //!    ([`edge::error`]).
 //!
-//! Beside the request path: [`monitor`] knows the members (each one's influence on the answers,
-//! computed exactly; zombies; prediction drift; the HTML report), offline and on sampled live
-//! traffic; [`deploy`] changes what is live (hot swap through the validation gate, rollback, the
-//! shadow's operations, SIGHUP and the manifest watch); [`eval`] measures an
-//! ensemble on labelled data; [`app`] wires the process together and is the only module that
-//! knows every other; [`telemetry`] names every metric; [`hooks`] is where tests step in;
+//! Before it: [`ensemble`] loads a manifest's models, from files or the MLflow model registry
+//! ([`ensemble::source`], through [`mlflow`]), each with its provenance, and names the whole by
+//! a digest that every answer carries.
+//!
+//! Beside the request path: [`batch`] scores files and pipes of rows through the same
+//! [`service::Service`] with no listener (`lastmile batch`); [`monitor`] knows the members (each
+//! one's influence on the answers, computed exactly; zombies; prediction drift; the HTML report),
+//! offline and on sampled live traffic; [`deploy`] changes what is live (hot swap through the
+//! validation gate, rollback, the shadow's operations, SIGHUP and the manifest watch); [`eval`]
+//! measures an ensemble on labelled data; [`app`] wires the process together and is the only
+//! module that knows every other; [`telemetry`] names every metric; [`hooks`] is where tests step in;
 //! [`drain`] is the one shutdown signal.
 
 pub mod app;
+pub mod batch;
 pub mod combine;
 pub mod deploy;
 pub mod drain;
@@ -41,6 +47,7 @@ pub mod ensemble;
 pub mod eval;
 pub mod hooks;
 pub mod labels;
+pub mod mlflow;
 pub mod monitor;
 pub mod proto;
 pub mod registry;

@@ -23,7 +23,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 
-use crate::ensemble::{hex, Ensemble};
+use crate::ensemble::{hex, Ensemble, FileProvenance, Provenance};
 use crate::proto::lastmile::v1 as pb;
 use crate::telemetry;
 
@@ -354,6 +354,7 @@ fn summary(h: &Held, all: &[&Held]) -> pb::EnsembleSummary {
                 sha256: m.sha256.clone(),
                 bytes: m.bytes,
                 shared: others.contains(&runtime_address(m)),
+                provenance: Some(provenance(&m.provenance)),
             })
             .collect(),
         models_reused: e.reused as u32,
@@ -367,6 +368,7 @@ fn summary(h: &Held, all: &[&Held]) -> pb::EnsembleSummary {
             .map(|p| p.display().to_string())
             .unwrap_or_default(),
         validation: h.validation.as_ref().map(|(v, _)| v.clone()),
+        digest: e.digest.clone(),
     }
 }
 
@@ -387,10 +389,52 @@ pub fn unix_seconds(t: SystemTime) -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// A name and version, as responses carry them.
+/// A name, version and digest, as responses carry them.
 pub fn ensemble_ref(e: &Ensemble) -> pb::EnsembleRef {
     pb::EnsembleRef {
         name: e.name.clone(),
         version: e.version.clone(),
+        digest: e.digest.clone(),
+    }
+}
+
+/// A model's provenance as its proto message (the admin status and `GET /v1/ensemble` show it).
+pub fn provenance(p: &Provenance) -> pb::Provenance {
+    fn file(f: &FileProvenance) -> pb::FileProvenance {
+        pb::FileProvenance {
+            source: f.source.clone(),
+            file: f.file.clone(),
+            sha256: f.sha256.clone(),
+            bytes: f.bytes,
+            registry: f.registry.as_ref().map(|r| pb::RegistryOrigin {
+                tracking_uri: r.tracking_uri.clone(),
+                model: r.model.clone(),
+                version: r.version.clone(),
+                alias: r.alias.clone(),
+                run_id: r.run_id.clone(),
+                run_name: r.run_name.clone(),
+                experiment_id: r.experiment_id.clone(),
+                artifact_uri: r.artifact_uri.clone(),
+                params: r.params.clone(),
+                tags: r.tags.clone(),
+                datasets: r
+                    .datasets
+                    .iter()
+                    .map(|d| pb::Dataset {
+                        name: d.name.clone(),
+                        digest: d.digest.clone(),
+                        source_type: d.source_type.clone(),
+                        source: d.source.clone(),
+                        context: d.context.clone(),
+                    })
+                    .collect(),
+            }),
+        }
+    }
+    pb::Provenance {
+        model: Some(file(&p.model)),
+        labels: p.labels.as_ref().map(file),
+        locked: p.locked,
+        declared: p.declared.clone(),
     }
 }

@@ -250,6 +250,23 @@ pub fn ensemble_live(name: &str, version: &str, models: usize) {
         .set(1.0);
 }
 
+/// Rows a member had no scores for, by `model` and `reason` (`error`, `panic`, `timeout`): the
+/// items were voted without it (or failed, with `on_member_failure = "fail"`).
+pub const MEMBER_FAILURES: &str = "lastmile_member_failures_total";
+/// Items answered without some of their members (degraded answers).
+pub const DEGRADED_ITEMS: &str = "lastmile_server_degraded_items_total";
+
+/// A batch of `model` left its rows without scores, for `reason`.
+pub fn member_failed(model: &str, reason: &'static str) {
+    metrics::counter!(MEMBER_FAILURES, "model" => model.to_owned(), "reason" => reason)
+        .increment(1);
+}
+
+/// One item answered without some of its members.
+pub fn degraded_answer() {
+    metrics::counter!(DEGRADED_ITEMS).increment(1);
+}
+
 /// Shadow traffic (see `crate::shadow`): sampled live items handed to the shadow's queue.
 pub const SHADOW_MIRRORED: &str = "lastmile_shadow_mirrored_items_total";
 /// Sampled live items not mirrored because the shadow's queue was full.

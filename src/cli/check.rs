@@ -1,11 +1,12 @@
-//! `lastmile check MANIFEST`: everything that can go wrong before serving, found now.
+//! `lastmile check MANIFEST`: everything that can go wrong before serving, found now; what would
+//! be served, to the byte (the ensemble digest, each model's content hash and where it came from).
 
 use std::path::PathBuf;
 
 use clap::Args;
-use lastmile::ensemble::{Ensemble, ModelKind};
+use lastmile::ensemble::{Ensemble, FileProvenance, ModelKind, Provenance};
 
-use super::{human_bytes, load, EnsembleArgs, Failure};
+use super::{human_bytes, load, EnsembleArgs, Failure, SourceArgs};
 
 #[derive(Args)]
 pub struct CheckArgs {
@@ -14,15 +15,25 @@ pub struct CheckArgs {
     /// Compute threads used to load the models (0: one per core).
     #[arg(long, env = "LASTMILE_THREADS", default_value_t = 0)]
     threads: usize,
-    /// Also list every model.
+    /// Also list every model, with its content hash and source.
     #[arg(long)]
     models: bool,
+    /// Also list each model's whole provenance: registry version and run (params, tags,
+    /// datasets) and the manifest's `[model.provenance]`.
+    #[arg(long)]
+    provenance: bool,
+    /// Print what would be served as JSON, as `GET /v1/ensemble` answers it.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    sources: SourceArgs,
 }
 
 pub fn run(args: CheckArgs) -> Result<(), Failure> {
     let (ensemble, _pool) = load(&EnsembleArgs {
         manifest: args.manifest,
         threads: args.threads,
+        sources: args.sources,
     })?;
     // The drift reference the manifest names must be readable now, not when traffic comes.
     if let Some(path) = &ensemble.monitor.reference {
@@ -31,11 +42,22 @@ pub fn run(args: CheckArgs) -> Result<(), Failure> {
             code: 2,
         })?;
     }
-    print!("{}", summary(&ensemble, args.models));
+    if args.json {
+        let info = lastmile::edge::ensemble_info(&ensemble);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&info).expect("descriptions serialise")
+        );
+        return Ok(());
+    }
+    print!(
+        "{}",
+        summary(&ensemble, args.models || args.provenance, args.provenance)
+    );
     Ok(())
 }
 
-fn summary(e: &Ensemble, list_models: bool) -> String {
+fn summary(e: &Ensemble, list_models: bool, provenance: bool) -> String {
     let count = |k: ModelKind| e.models.iter().filter(|m| m.spec.kind == k).count();
     let mut out = format!(
         "ok: {} version {}: {} models ({} fasttext, {} onnx), {} labels, fields {}, {} on disk, loaded in {:.2} s\n",
@@ -49,6 +71,12 @@ fn summary(e: &Ensemble, list_models: bool) -> String {
         human_bytes(e.bytes()),
         e.load_seconds,
     );
+    let locked = e.models.iter().filter(|m| m.provenance.locked).count();
+    out += &format!("  digest {}", e.digest);
+    if locked > 0 {
+        out += &format!(" ({locked} models as the lock file pins them)");
+    }
+    out += "\n";
     if list_models {
         for m in &e.models {
             out += &format!(
@@ -60,7 +88,60 @@ fn summary(e: &Ensemble, list_models: bool) -> String {
                 human_bytes(m.bytes),
                 m.spec.fields.join("+"),
             );
+            out += &describe(&m.provenance, provenance);
         }
     }
     out
+}
+
+/// A model's provenance, indented under its line: one line per file, then (in full) the run.
+fn describe(p: &Provenance, full: bool) -> String {
+    let mut out = file_line("", &p.model);
+    if let Some(labels) = &p.labels {
+        out += &file_line("labels ", labels);
+    }
+    if !full {
+        return out;
+    }
+    for f in std::iter::once(&p.model).chain(&p.labels) {
+        let Some(r) = &f.registry else { continue };
+        let pairs = |m: &std::collections::BTreeMap<String, String>| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        out += &format!(
+            "      run {} {:?} (experiment {}), tracking {}\n",
+            r.run_id, r.run_name, r.experiment_id, r.tracking_uri
+        );
+        if !r.params.is_empty() {
+            out += &format!("      params {}\n", pairs(&r.params));
+        }
+        if !r.tags.is_empty() {
+            out += &format!("      tags {}\n", pairs(&r.tags));
+        }
+        for d in &r.datasets {
+            out += &format!(
+                "      dataset {} digest {} {} {}\n",
+                d.name, d.digest, d.context, d.source
+            );
+        }
+    }
+    if !p.declared.is_empty() {
+        let declared: Vec<String> = p.declared.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        out += &format!("      declared {}\n", declared.join(" "));
+    }
+    out
+}
+
+fn file_line(what: &str, f: &FileProvenance) -> String {
+    let resolved = match &f.registry {
+        Some(r) if !r.version.is_empty() => {
+            format!(" = {} version {}, run {}", r.model, r.version, r.run_id)
+        }
+        Some(r) => format!(" = run {}", r.run_id),
+        None => String::new(),
+    };
+    format!("      {what}sha256 {} {}{resolved}\n", f.sha256, f.source)
 }

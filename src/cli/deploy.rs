@@ -55,6 +55,10 @@ pub struct GateArgs {
     /// --max-drop).
     #[arg(long, env = "LASTMILE_DEPLOY_MAX_DROP")]
     max_drop: Option<f64>,
+    /// Log the validation as a run of this MLflow experiment, on the server's tracking server
+    /// (default: the server's --mlflow-experiment, if any).
+    #[arg(long, env = "LASTMILE_DEPLOY_MLFLOW_EXPERIMENT")]
+    mlflow_experiment: Option<String>,
 }
 
 impl GateArgs {
@@ -68,6 +72,9 @@ impl GateArgs {
         }
         if let Some(x) = self.max_drop {
             body["max_drop"] = json!(x);
+        }
+        if let Some(x) = &self.mlflow_experiment {
+            body["mlflow_experiment"] = json!(x);
         }
         Ok(())
     }
@@ -307,11 +314,11 @@ pub(super) fn promoted(r: &pb::SwapResult) -> String {
     };
     if let Some(l) = live.filter(|_| r.outcome != "unchanged") {
         out += &format!(
-            "  {} models ({} shared with an ensemble already loaded), loaded in {}; models digest {}\n",
+            "  {} models ({} shared with an ensemble already loaded), loaded in {}; digest {}\n",
             l.model_count,
             l.models_reused,
             seconds(l.load_seconds),
-            &l.models_digest[..l.models_digest.len().min(16)]
+            l.digest
         );
     }
     if let Some(v) = &r.validation {
@@ -350,7 +357,11 @@ fn validation(v: &pb::Validation) -> String {
         v.min_accuracy,
         v.max_drop,
         if v.passed { "passed" } else { "failed" }
-    )
+    ) + &match (v.mlflow_run_id.as_str(), v.mlflow_error.as_str()) {
+        ("", "") => String::new(),
+        ("", error) => format!("  not logged to MLflow: {error}\n"),
+        (run, _) => format!("  logged to MLflow as run {run}\n"),
+    }
 }
 
 pub(super) fn rejected(error: &str, status: Option<&pb::RegistryStatus>) -> String {

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use lastmile::ensemble::Ensemble;
-use lastmile::eval::{evaluate_observing, read_labelled, LabelledItem, Metrics, Report};
+use lastmile::eval::record::run_log;
+use lastmile::eval::{evaluate_observing, read_labelled, LabelledItem, Report};
+use lastmile::mlflow::Client;
 use lastmile::monitor::drift::ReferenceBuilder;
 use lastmile::scheduler::Priority;
 
@@ -36,6 +38,12 @@ pub struct EvalArgs {
     /// drift reference, for `[monitor] reference` in the manifest.
     #[arg(long, env = "LASTMILE_EVAL_WRITE_REFERENCE")]
     write_reference: Option<PathBuf>,
+    /// Also log the evaluation as a run of this MLflow experiment (created if missing): the
+    /// ensemble digest and each model's version as params, top-1 / top-5 / macro-F1 of the
+    /// ensemble and of each model as metrics, the report as artifacts. The tracking server is the
+    /// manifest's `[mlflow] tracking_uri`, else --mlflow-tracking-uri.
+    #[arg(long, env = "LASTMILE_MLFLOW_EXPERIMENT")]
+    mlflow_experiment: Option<String>,
 }
 
 pub fn run(args: EvalArgs) -> Result<(), Failure> {
@@ -82,8 +90,43 @@ pub fn run(args: EvalArgs) -> Result<(), Failure> {
             serde_json::to_string_pretty(&report).expect("reports serialise")
         );
     } else {
-        print!("{}", table(&report));
+        print!("{}", report.table());
     }
+    if let Some(experiment) = &args.mlflow_experiment {
+        log_run(&args, &ensemble, &report, experiment)?;
+    }
+    Ok(())
+}
+
+/// Logs `report` as a run of `experiment`; says where on stderr (stdout stays the report).
+fn log_run(
+    args: &EvalArgs,
+    ensemble: &Ensemble,
+    report: &Report,
+    experiment: &str,
+) -> Result<(), Failure> {
+    let failed = |message: String| Failure { message, code: 1 };
+    let tracking = args.ensemble.sources.tracking_for(ensemble);
+    if tracking.uri.is_empty() {
+        return Err(failed(
+            "--mlflow-experiment needs a tracking server: set [mlflow] tracking_uri in the \
+             manifest, --mlflow-tracking-uri or MLFLOW_TRACKING_URI"
+                .into(),
+        ));
+    }
+    let client = Client::new(&tracking).map_err(|e| failed(e.to_string()))?;
+    let log = run_log(experiment, "eval", ensemble, report, &args.data, &[]);
+    let run = client
+        .log_run(&log)
+        .map_err(|e| failed(format!("logging the run to experiment {experiment:?}: {e}")))?;
+    eprintln!(
+        "logged to MLflow: experiment {experiment:?} ({}), run {}: {}/#/experiments/{}/runs/{}",
+        run.experiment_id,
+        run.run_id,
+        client.uri(),
+        run.experiment_id,
+        run.run_id
+    );
     Ok(())
 }
 
@@ -92,39 +135,4 @@ fn read_data(ensemble: &Ensemble, args: &EvalArgs) -> Result<Vec<LabelledItem>, 
         message: e.to_string(),
         code: 2,
     })
-}
-
-fn table(r: &Report) -> String {
-    let mut out = format!(
-        "{} version {}: {} items, {} compute threads{}\n",
-        r.ensemble,
-        r.version,
-        r.items,
-        r.compute_threads,
-        if r.unknown_labels > 0 {
-            format!(
-                ", {} items with a label the ensemble lacks",
-                r.unknown_labels
-            )
-        } else {
-            String::new()
-        }
-    );
-    out += &format!(
-        "{:<32} {:<9} {:>7} {:>7} {:>9} {:>10}\n",
-        "model", "kind", "top-1", "top-5", "macro-F1", "items/s"
-    );
-    let row = |name: &str, kind: &str, m: &Metrics| {
-        format!(
-            "{:<32} {:<9} {:>7.4} {:>7.4} {:>9.4} {:>10.1}\n",
-            name, kind, m.top1, m.top5, m.macro_f1, m.items_per_second
-        )
-    };
-    out += &row("(ensemble)", "", &r.overall);
-    let mut models: Vec<_> = r.models.iter().collect();
-    models.sort_by(|a, b| b.metrics.top1.total_cmp(&a.metrics.top1));
-    for m in models {
-        out += &row(&m.name, m.kind, &m.metrics);
-    }
-    out
 }

@@ -1,10 +1,12 @@
 //! Subcommands and the one way they fail: a message on stderr and an exit code (2 for a manifest
 //! or input that cannot be served, 1 for everything else).
 
+mod batch;
 mod bench;
 mod check;
 mod deploy;
 mod eval;
+mod lock;
 mod predict;
 mod report;
 mod serve;
@@ -16,7 +18,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use std::sync::Arc;
 
-use lastmile::ensemble::{Ensemble, ManifestError};
+use lastmile::ensemble::{Ensemble, Loader, LockMode, ManifestError, Sources};
+use lastmile::mlflow::TrackingConfig;
 use lastmile::scheduler::ComputePool;
 
 #[derive(Parser)]
@@ -51,8 +54,14 @@ pub enum LogFormat {
 enum Command {
     /// Load a manifest and every model it names without serving; print a summary.
     Check(check::CheckArgs),
+    /// Resolve every model of a manifest (registry versions, content hashes) and write them to
+    /// M.lock beside it: later loads of M get exactly those files.
+    Lock(lock::LockArgs),
     /// Read JSON Lines items on stdin, write one JSON answer per line on stdout.
     Predict(predict::PredictArgs),
+    /// Score a file or a pipe of rows (JSON Lines, CSV, Parquet, Arrow IPC) into another, with
+    /// the server's engine and no network; resumable.
+    Batch(batch::BatchArgs),
     /// Measure the ensemble and each model on labelled JSON Lines: accuracy, macro-F1, speed.
     Eval(eval::EvalArgs),
     /// Load-test a server on this ensemble over gRPC and REST against the bare models' floor.
@@ -80,6 +89,57 @@ pub struct EnsembleArgs {
     /// Compute threads the models run on (0: one per core).
     #[arg(long, env = "LASTMILE_THREADS", default_value_t = 0)]
     pub threads: usize,
+    #[command(flatten)]
+    pub sources: SourceArgs,
+}
+
+/// Where model files named by a registry URI (`models:/...`, `runs:/...`) come from.
+#[derive(Args, Clone, Default)]
+pub struct SourceArgs {
+    /// The local content-addressed cache of models fetched from the MLflow registry (default:
+    /// `lastmile/models` under the user's cache directory, `$XDG_CACHE_HOME` or `~/.cache`).
+    #[arg(long, env = "LASTMILE_MODEL_CACHE")]
+    pub model_cache: Option<PathBuf>,
+    /// The MLflow tracking server, for manifests without `[mlflow] tracking_uri`.
+    #[arg(long, env = "MLFLOW_TRACKING_URI")]
+    pub mlflow_tracking_uri: Option<String>,
+    /// Sent to the tracking server as `authorization: Bearer <token>`.
+    #[arg(long, env = "MLFLOW_TRACKING_TOKEN", hide_env_values = true)]
+    pub mlflow_tracking_token: Option<String>,
+    /// Basic authentication to the tracking server (when there is no token).
+    #[arg(long, env = "MLFLOW_TRACKING_USERNAME")]
+    pub mlflow_tracking_username: Option<String>,
+    #[arg(long, env = "MLFLOW_TRACKING_PASSWORD", hide_env_values = true)]
+    pub mlflow_tracking_password: Option<String>,
+}
+
+impl SourceArgs {
+    /// The tracking server and its credentials, as flags and environment give them.
+    pub fn tracking(&self) -> TrackingConfig {
+        TrackingConfig {
+            uri: self.mlflow_tracking_uri.clone().unwrap_or_default(),
+            token: self.mlflow_tracking_token.clone(),
+            username: self.mlflow_tracking_username.clone(),
+            password: self.mlflow_tracking_password.clone(),
+        }
+    }
+
+    pub fn sources(&self, lock: LockMode) -> Sources {
+        Sources {
+            cache: self.model_cache.clone(),
+            tracking: self.tracking(),
+            lock,
+        }
+    }
+
+    /// The tracking server runs are logged to: the manifest's, else the flags'.
+    pub fn tracking_for(&self, ensemble: &Ensemble) -> TrackingConfig {
+        let mut config = self.tracking();
+        if let Some(uri) = &ensemble.tracking_uri {
+            config.uri = uri.clone();
+        }
+        config
+    }
 }
 
 /// A subcommand's failure: printed once as `error: <message>`, then exit with `code`.
@@ -109,7 +169,9 @@ impl From<std::io::Error> for Failure {
 pub fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Check(args) => check::run(args),
+        Command::Lock(args) => lock::run(args),
         Command::Predict(args) => predict::run(args),
+        Command::Batch(args) => batch::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Bench(args) => bench::run(args),
@@ -134,7 +196,11 @@ pub fn init_logging(filter: &str, format: LogFormat) {
 
 /// Loads the ensemble and starts the compute pool it runs on.
 pub fn load(args: &EnsembleArgs) -> Result<(Arc<Ensemble>, ComputePool), Failure> {
-    let ensemble = Ensemble::load(&args.manifest, args.threads)?;
+    let loader = Loader {
+        threads: args.threads,
+        sources: args.sources.sources(LockMode::Obey),
+    };
+    let ensemble = Ensemble::load_with(&args.manifest, &loader, &[])?;
     let pool = ComputePool::new(args.threads)?;
     Ok((Arc::new(ensemble), pool))
 }

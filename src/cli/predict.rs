@@ -1,5 +1,5 @@
 //! `lastmile predict`: JSON Lines in on stdin, JSON Lines out on stdout, one answer per input line
-//! in input order. Lines are scored in batches of whatever has arrived (up to `--batch`), so a
+//! in input order, each with the `ensemble` (name, version, digest) that answered it. Lines are scored in batches of whatever has arrived (up to `--batch`), so a
 //! pipe runs at batch speed and an interactive shell still answers each line at once. A line that
 //! cannot be scored gets an `"error"` and the stream goes on.
 
@@ -9,6 +9,7 @@ use std::sync::mpsc;
 use clap::Args;
 use std::sync::Arc;
 
+use lastmile::batch::chunk::item_from_object;
 use lastmile::ensemble::{Ensemble, ItemOptions, ValidItem};
 use lastmile::scheduler::ComputePool;
 use serde_json::{json, Map, Value};
@@ -96,6 +97,12 @@ fn score_lines(
     } else {
         pool.predict(ensemble, items).wait()
     };
+    // Which ensemble answered, to the byte, as the REST API says it.
+    let answered = json!({
+        "name": ensemble.name,
+        "version": ensemble.version,
+        "digest": ensemble.digest,
+    });
     slots
         .into_iter()
         .map(|slot| match (slot, &answers) {
@@ -105,6 +112,7 @@ fn score_lines(
                 if let Value::Object(map) = &mut v {
                     let mut ordered = Map::new();
                     ordered.insert("id".into(), id);
+                    ordered.insert("ensemble".into(), answered.clone());
                     ordered.extend(std::mem::take(map));
                     *map = ordered;
                 }
@@ -127,22 +135,8 @@ fn parse_line(
         return Err((Value::Null, "expected a JSON object of fields".into()));
     };
     let id = object.get("id").cloned().unwrap_or(Value::Null);
-    let mut options = options.clone();
-    match object.get("candidates") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(list)) => {
-            let names: Option<Vec<String>> =
-                list.iter().map(|v| v.as_str().map(str::to_owned)).collect();
-            options.candidates = Some(names.ok_or((
-                id.clone(),
-                "candidates: expected an array of strings".into(),
-            ))?);
-        }
-        Some(_) => return Err((id, "candidates: expected an array of strings".into())),
-    }
-    let item = ensemble
-        .item_from_json(&object, options)
-        .map_err(|e| (id.clone(), e.to_string()))?;
+    // The same reading as `lastmile batch`'s JSON Lines rows: its fields, its own candidates.
+    let item = item_from_object(ensemble, &object, options).map_err(|e| (id.clone(), e))?;
     Ok((id, item))
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::Args;
 use lastmile::app::{self, AdminConfig, App, AppConfig, Drained};
 use lastmile::deploy::{DeployConfig, Gate};
-use lastmile::ensemble::Ensemble;
+use lastmile::ensemble::{Ensemble, LockMode};
 use lastmile::monitor::live::MonitorSettings;
 use lastmile::registry::Registry;
 use lastmile::service::Limits;
@@ -47,6 +47,17 @@ pub struct ServeArgs {
     /// Seconds to let in-flight requests finish after SIGTERM/SIGINT before exiting anyway.
     #[arg(long, env = "LASTMILE_DRAIN_TIMEOUT", default_value_t = 30.0)]
     drain_timeout: f64,
+    /// Seconds any request is waited for at most (a caller may ask for less with gRPC's deadline,
+    /// the `lastmile-timeout-ms` header or `timeout_ms`); past it: HTTP 504 / DEADLINE_EXCEEDED,
+    /// and what it still had queued is never computed. 0: no limit.
+    #[arg(long, env = "LASTMILE_REQUEST_TIMEOUT", default_value_t = 30.0)]
+    request_timeout: f64,
+    /// Milliseconds a request may wait for its turn on the compute threads, as estimated from the
+    /// work queued ahead of it; one that would wait longer is refused at once (HTTP 429 with
+    /// Retry-After, gRPC RESOURCE_EXHAUSTED), so that served requests keep a bounded latency
+    /// under overload. 0: never refuse for the wait.
+    #[arg(long, env = "LASTMILE_MAX_QUEUE_WAIT", default_value_t = 500.0)]
+    max_queue_wait: f64,
     #[command(flatten)]
     shadow: ShadowArgs,
     #[command(flatten)]
@@ -140,6 +151,11 @@ struct AdminArgs {
     /// Items run through a candidate before it may be promoted.
     #[arg(long, env = "LASTMILE_WARMUP_ITEMS", default_value_t = DeployConfig::default().warmup_items)]
     warmup_items: usize,
+    /// Log every validation of a candidate as a run of this MLflow experiment (the candidate's
+    /// evaluation, as `lastmile eval --mlflow-experiment` logs it, and the gate's decision); a
+    /// deploy request may name another.
+    #[arg(long, env = "LASTMILE_MLFLOW_EXPERIMENT")]
+    mlflow_experiment: Option<String>,
 }
 
 impl AdminArgs {
@@ -161,6 +177,8 @@ impl AdminArgs {
                 load_threads: ensemble.threads,
                 gate,
                 warmup_items: self.warmup_items,
+                sources: ensemble.sources.sources(LockMode::Obey),
+                mlflow_experiment: self.mlflow_experiment,
                 ..DeployConfig::default()
             },
             keep_previous: !self.no_keep_previous,
@@ -263,12 +281,25 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
 impl ServeArgs {
     /// The server's configuration, or which flag is wrong (exit 2).
     fn config(self) -> Result<AppConfig, Failure> {
-        if !(self.drain_timeout.is_finite() && self.drain_timeout >= 0.0) {
+        let seconds = |v: f64, flag: &str| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(Duration::from_secs_f64(v))
+            } else {
+                Err(Failure {
+                    message: format!("--{flag} must be a number of seconds >= 0"),
+                    code: 2,
+                })
+            }
+        };
+        let drain_timeout = seconds(self.drain_timeout, "drain-timeout")?;
+        let request_timeout = seconds(self.request_timeout, "request-timeout")?;
+        if !(self.max_queue_wait.is_finite() && self.max_queue_wait >= 0.0) {
             return Err(Failure {
-                message: "--drain-timeout must be a number of seconds >= 0".into(),
+                message: "--max-queue-wait must be a number of milliseconds >= 0".into(),
                 code: 2,
             });
         }
+        let max_queue_wait = Duration::from_secs_f64(self.max_queue_wait / 1000.0);
         Ok(AppConfig {
             http_addr: self.http_addr,
             grpc_addr: self.grpc_addr,
@@ -277,8 +308,10 @@ impl ServeArgs {
                 max_items_per_request: self.max_items_per_request,
                 max_field_bytes: self.max_field_bytes,
                 max_body_bytes: self.max_body_bytes,
+                request_timeout: (!request_timeout.is_zero()).then_some(request_timeout),
+                max_queue_wait: (!max_queue_wait.is_zero()).then_some(max_queue_wait),
             },
-            drain_timeout: Duration::from_secs_f64(self.drain_timeout),
+            drain_timeout,
             handle_signals: true,
             shadow: self.shadow.settings()?,
             monitor: self.monitor.settings()?,
@@ -300,11 +333,12 @@ impl Banner {
     fn of(ensemble: &Ensemble, threads: usize, manifest: PathBuf) -> Banner {
         Banner {
             summary: format!(
-                "ensemble {:?} version {} ({} models, {} labels, {threads} compute threads)",
+                "ensemble {:?} version {} ({} models, {} labels, {threads} compute threads), digest {}",
                 ensemble.name,
                 ensemble.version,
                 ensemble.models.len(),
                 ensemble.labels.len(),
+                ensemble.digest,
             ),
             name: ensemble.name.clone(),
             first_field: ensemble.fields.first().cloned().unwrap_or_default(),

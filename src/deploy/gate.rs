@@ -8,14 +8,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::ensemble::Ensemble;
-use crate::eval::{evaluate_observing, read_labelled, Metrics};
+use crate::eval::{evaluate_observing, read_labelled, Metrics, Report};
 use crate::monitor::drift::{Reference, ReferenceBuilder};
 use crate::proto::lastmile::v1 as pb;
 use crate::scheduler::{ComputePool, Priority};
 
-/// Top-1 and the rest for one ensemble, how many items it was measured on, and its answers'
+/// An ensemble's evaluation on the validation set, how many items it read, and its answers'
 /// distribution there (its drift reference).
-pub(super) type Measured = (Metrics, usize, Reference);
+pub(super) type Measured = (Report, usize, Reference);
 
 /// Why an ensemble could not be measured on the validation set.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -65,7 +65,7 @@ pub(super) async fn measure_both(
                     error: err.to_string(),
                 })?;
             let source = format!("{} (validation, {} items)", path.display(), items.len());
-            Ok((report.overall, items.len(), answers.finish(e, source)))
+            Ok((report, items.len(), answers.finish(e, source)))
         };
         Ok((measure(&candidate, "candidate")?, measure(&live, "live")?))
     })

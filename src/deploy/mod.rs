@@ -29,6 +29,13 @@
 //! Manifest key: `validation = "valid.jsonl"` (relative to the manifest) names the set that gates
 //! this ensemble's promotion.
 //!
+//! A candidate's models are found as at startup ([`DeployConfig::sources`]: registry URIs
+//! resolved again, unless a lock file beside the manifest pins them), so moving an MLflow alias
+//! and deploying (or SIGHUP) takes the new version through this same gate; a source that cannot
+//! be resolved or fetched is a rejection at *load*. With `--mlflow-experiment` on serve (or
+//! `mlflow_experiment` in the request) each validation is also logged as an MLflow run: the
+//! candidate's digest, model versions and metrics, and the gate's decision (`logged.rs`).
+//!
 //! ## Without an admin call
 //!
 //! SIGHUP deploys the manifest the server was started with (through the same gate);
@@ -50,6 +57,7 @@
 
 mod error;
 pub mod gate;
+mod logged;
 pub mod shadow;
 mod steps;
 pub mod triggers;
@@ -61,6 +69,7 @@ pub use error::{DeployError, Reason, Stage};
 pub use gate::{Decision, Gate, MeasureError};
 
 use crate::drain::DrainSignal;
+use crate::ensemble::Sources;
 use crate::hooks::Hooks;
 use crate::monitor::live::Monitor;
 use crate::proto::lastmile::v1 as pb;
@@ -79,6 +88,11 @@ pub struct DeployConfig {
     pub warmup_items: usize,
     /// Items scored together while validating.
     pub eval_batch: usize,
+    /// Where candidates' model files come from (cache, tracking server, lock).
+    pub sources: Sources,
+    /// Every validation is logged as a run of this MLflow experiment (a request may name
+    /// another), on the candidate manifest's tracking server, else `sources.tracking`'s.
+    pub mlflow_experiment: Option<String>,
 }
 
 impl Default for DeployConfig {
@@ -88,6 +102,8 @@ impl Default for DeployConfig {
             gate: Gate::default(),
             warmup_items: 8,
             eval_batch: 64,
+            sources: Sources::default(),
+            mlflow_experiment: None,
         }
     }
 }
@@ -99,9 +115,17 @@ pub struct GateRequest {
     pub validation: Option<PathBuf>,
     pub min_accuracy: Option<f64>,
     pub max_drop: Option<f64>,
+    /// The MLflow experiment the validation is logged to; None: the server's.
+    pub mlflow_experiment: Option<String>,
 }
 
 impl GateRequest {
+    /// The same request, logging its validation to `experiment` (empty: the server's choice).
+    pub fn logged_to(mut self, experiment: &str) -> Self {
+        self.mlflow_experiment = (!experiment.trim().is_empty()).then(|| experiment.to_owned());
+        self
+    }
+
     fn overrides(&self) -> bool {
         self.validation.is_some() || self.min_accuracy.is_some() || self.max_drop.is_some()
     }

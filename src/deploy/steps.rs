@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime};
 
 use super::gate::{measure_both, metrics, Decision, MeasureError};
 use super::{DeployError, Deployer, GateRequest, Reason, Stage};
-use crate::ensemble::{Ensemble, FieldValue, Manifest, ManifestError, ValidItem};
+use crate::ensemble::{Ensemble, FieldValue, Loader, Manifest, ManifestError, ValidItem};
 use crate::hooks;
 use crate::proto::lastmile::v1 as pb;
 use crate::registry::{ensemble_ref, unix_seconds, Held, Slot, Trigger};
@@ -107,14 +107,17 @@ impl Deployer {
         let started = Instant::now();
         let (live, previous, candidate) = self.registry.held();
         let path = manifest.to_owned();
-        let threads = self.config.load_threads;
+        let loader = Loader {
+            threads: self.config.load_threads,
+            sources: self.config.sources.clone(),
+        };
         let loaded = tokio::task::spawn_blocking(move || {
             let shared: Vec<&Ensemble> = [Some(&live), previous.as_ref(), candidate.as_ref()]
                 .into_iter()
                 .flatten()
                 .map(|h| &*h.ensemble)
                 .collect();
-            load_candidate(&path, threads, &shared)
+            load_candidate(&path, &loader, &shared)
         })
         .await
         .map_err(|e| DeployError::Internal(format!("the loader thread failed: {e}")))?;
@@ -215,20 +218,41 @@ impl Deployer {
                 self.monitor.set_reference(e, r);
             }
         }
-        let decision = gate.decide(cand_metrics.top1, live_metrics.top1);
-        let validation = pb::Validation {
+        let decision = gate.decide(cand_metrics.overall.top1, live_metrics.overall.top1);
+        let mut validation = pb::Validation {
             data: data.display().to_string(),
             items: items as u32,
             candidate: Some(ensemble_ref(&candidate.ensemble)),
-            candidate_metrics: Some(metrics(&cand_metrics)),
+            candidate_metrics: Some(metrics(&cand_metrics.overall)),
             live: Some(ensemble_ref(&live)),
-            live_metrics: Some(metrics(&live_metrics)),
+            live_metrics: Some(metrics(&live_metrics.overall)),
             min_accuracy: gate.min_accuracy,
             max_drop: gate.max_drop,
             passed: decision.passed,
             reason: decision.reason.clone(),
             seconds: started.elapsed().as_secs_f64(),
+            ..pb::Validation::default()
         };
+        let experiment = req
+            .mlflow_experiment
+            .clone()
+            .or_else(|| self.config.mlflow_experiment.clone());
+        if let Some(experiment) = experiment {
+            let logged = self
+                .log_validation(
+                    &candidate.ensemble,
+                    cand_metrics,
+                    &data,
+                    &validation,
+                    trigger,
+                    experiment,
+                )
+                .await;
+            match logged {
+                Ok(run_id) => validation.mlflow_run_id = run_id,
+                Err(e) => validation.mlflow_error = e,
+            }
+        }
         self.registry
             .set_validation(&candidate.ensemble, validation.clone(), &live);
         if decision.passed {
@@ -304,12 +328,12 @@ fn candidate_name(candidate: Option<&Ensemble>) -> String {
 /// `Manifest::load` took of the text it parsed.
 fn load_candidate(
     path: &Path,
-    threads: usize,
+    loader: &Loader,
     shared: &[&Ensemble],
 ) -> Result<(Ensemble, String, Option<PathBuf>), ManifestError> {
     let manifest = Manifest::load(path)?;
     let validation_set = manifest.validation.clone();
-    let ensemble = Ensemble::from_manifest(manifest, threads, shared)?;
+    let ensemble = Ensemble::open(manifest, loader, shared)?;
     let sha = ensemble.manifest_sha256.clone();
     Ok((ensemble, sha, validation_set))
 }

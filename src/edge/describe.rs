@@ -1,11 +1,12 @@
-//! What is being served, said once: the ensemble's name, version, fields, label count, models
-//! (kind, size, content hash, labels, weight, group) and vote, with the manifest's defaults filled
+//! What is being served, said once: the ensemble's name, version, digest, fields, label count,
+//! models (kind, size, content hash, labels, weight, group, provenance) and vote, with the manifest's defaults filled
 //! in. Served by gRPC `GetEnsemble` as it is and by `GET /v1/ensemble` as JSON.
 
 // The `[vote]` defaults are the combiner's own.
 use crate::combine::{DEFAULT_AGREEMENT_K, DEFAULT_FLOOR, DEFAULT_RANK_K, DEFAULT_STRATEGY};
 use crate::ensemble::Ensemble;
 use crate::proto::lastmile::v1 as pb;
+use crate::registry::provenance;
 
 pub fn ensemble_info(e: &Ensemble) -> pb::EnsembleInfo {
     let vote = &e.vote;
@@ -27,6 +28,7 @@ pub fn ensemble_info(e: &Ensemble) -> pb::EnsembleInfo {
                 weight: m.spec.weight,
                 group: m.spec.group.clone().unwrap_or_default(),
                 fields: m.spec.fields.clone(),
+                provenance: Some(provenance(&m.provenance)),
             })
             .collect(),
         vote: Some(pb::VoteInfo {
@@ -59,5 +61,7 @@ pub fn ensemble_info(e: &Ensemble) -> pb::EnsembleInfo {
                 .collect(),
         }),
         bytes: e.bytes(),
+        digest: e.digest.clone(),
+        manifest_sha256: e.manifest_sha256.clone(),
     }
 }

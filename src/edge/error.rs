@@ -41,6 +41,8 @@ pub enum ErrorKind {
     PredictFailed,
     /// The client went away before the answer.
     Cancelled,
+    /// The request's deadline passed before it was answered.
+    DeadlineExceeded,
     /// An admin call without the admin token (when the server has one).
     Unauthenticated,
     /// A candidate ensemble that cannot be promoted: it did not load, warm up or pass the gate.
@@ -67,6 +69,7 @@ impl ErrorKind {
             ErrorKind::ShuttingDown => "shutting_down",
             ErrorKind::PredictFailed => "predict_failed",
             ErrorKind::Cancelled => "cancelled",
+            ErrorKind::DeadlineExceeded => "deadline_exceeded",
             ErrorKind::Unauthenticated => "unauthenticated",
             ErrorKind::Rejected => "rejected",
             ErrorKind::Conflict => "conflict",
@@ -74,7 +77,7 @@ impl ErrorKind {
         }
     }
 
-    const ALL: [ErrorKind; 15] = [
+    const ALL: [ErrorKind; 16] = [
         ErrorKind::BadRequest,
         ErrorKind::InvalidInput,
         ErrorKind::TooManyItems,
@@ -86,6 +89,7 @@ impl ErrorKind {
         ErrorKind::ShuttingDown,
         ErrorKind::PredictFailed,
         ErrorKind::Cancelled,
+        ErrorKind::DeadlineExceeded,
         ErrorKind::Unauthenticated,
         ErrorKind::Rejected,
         ErrorKind::Conflict,
@@ -108,6 +112,7 @@ impl ErrorKind {
             ErrorKind::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             // 499 is nginx's "client closed request"; nobody reads it, but the metrics do.
             ErrorKind::Cancelled => StatusCode::from_u16(499).expect("499 is a valid status"),
+            ErrorKind::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
             ErrorKind::Rejected => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorKind::Conflict => StatusCode::CONFLICT,
@@ -127,6 +132,7 @@ impl ErrorKind {
             ErrorKind::MethodNotAllowed => Code::Unimplemented,
             ErrorKind::ShuttingDown => Code::Unavailable,
             ErrorKind::Cancelled => Code::Cancelled,
+            ErrorKind::DeadlineExceeded => Code::DeadlineExceeded,
             ErrorKind::Unauthenticated => Code::Unauthenticated,
             ErrorKind::Rejected | ErrorKind::Conflict => Code::FailedPrecondition,
             ErrorKind::PredictFailed | ErrorKind::Internal => Code::Internal,
@@ -145,6 +151,7 @@ impl ErrorKind {
             422 => ErrorKind::InvalidInput,
             429 => ErrorKind::Overloaded,
             503 => ErrorKind::ShuttingDown,
+            504 => ErrorKind::DeadlineExceeded,
             400..=499 => ErrorKind::BadRequest,
             _ => ErrorKind::Internal,
         }
@@ -158,7 +165,8 @@ impl ErrorKind {
             Code::NotFound | Code::Unimplemented => ErrorKind::NotFound,
             Code::ResourceExhausted => ErrorKind::Overloaded,
             Code::Unavailable => ErrorKind::ShuttingDown,
-            Code::Cancelled | Code::DeadlineExceeded => ErrorKind::Cancelled,
+            Code::Cancelled => ErrorKind::Cancelled,
+            Code::DeadlineExceeded => ErrorKind::DeadlineExceeded,
             Code::Unauthenticated => ErrorKind::Unauthenticated,
             _ => ErrorKind::Internal,
         }
@@ -172,6 +180,9 @@ impl ErrorKind {
 pub struct ApiError {
     pub kind: ErrorKind,
     pub message: String,
+    /// When a refused caller may retry (HTTP `Retry-After`, gRPC `retry-after` and
+    /// `grpc-retry-pushback-ms` metadata).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
@@ -179,6 +190,7 @@ impl ApiError {
         ApiError {
             kind,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -240,16 +252,21 @@ impl From<ServiceError> for ApiError {
         let kind = match &e {
             ServiceError::Malformed(_) | ServiceError::NoItems => ErrorKind::BadRequest,
             ServiceError::TooManyItems { .. } => ErrorKind::TooManyItems,
+            ServiceError::QueueFull { .. } => ErrorKind::Overloaded,
             ServiceError::Item { .. } => ErrorKind::InvalidInput,
             ServiceError::FieldTooLarge { .. } => ErrorKind::FieldTooLarge,
             ServiceError::Overloaded { .. } => ErrorKind::Overloaded,
             ServiceError::ShuttingDown => ErrorKind::ShuttingDown,
+            ServiceError::DeadlineExceeded { .. } => ErrorKind::DeadlineExceeded,
             ServiceError::UnknownModel { .. } | ServiceError::UnknownVersion { .. } => {
                 ErrorKind::NotFound
             }
             ServiceError::Predict(_) => ErrorKind::PredictFailed,
         };
-        ApiError::new(kind, e.to_string())
+        ApiError {
+            retry_after: e.retry_after(),
+            ..ApiError::new(kind, e.to_string())
+        }
     }
 }
 
@@ -287,10 +304,17 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({"error": self.message, "code": self.kind.as_str()});
         let mut response = (self.kind.http_status(), axum::Json(body)).into_response();
-        response.headers_mut().insert(
+        let headers = response.headers_mut();
+        headers.insert(
             ERROR_HEADER,
             http::HeaderValue::from_static(self.kind.as_str()),
         );
+        if let Some(after) = self.retry_after {
+            headers.insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from(after.as_secs()),
+            );
+        }
         response
     }
 }
@@ -302,6 +326,10 @@ impl From<ApiError> for tonic::Status {
             ERROR_HEADER,
             tonic::metadata::MetadataValue::from_static(e.kind.as_str()),
         );
+        if let Some(after) = e.retry_after {
+            metadata.insert("retry-after", after.as_secs().into());
+            metadata.insert("grpc-retry-pushback-ms", (after.as_millis() as u64).into());
+        }
         tonic::Status::with_metadata(e.kind.grpc_code(), e.message, metadata)
     }
 }

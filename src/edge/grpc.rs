@@ -10,9 +10,11 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::describe::ensemble_info;
 use super::error::ApiError;
+use super::timeout;
 use crate::ensemble::{Ensemble, FieldValue, ItemAnswer, ItemError, LabelScore, ValidItem};
 use crate::proto::lastmile::v1 as pb;
 use crate::proto::lastmile::v1::lastmile_server::Lastmile;
+use crate::registry::ensemble_ref;
 use crate::service::{
     Items, Request as ServiceRequest, RequestOptions, Service, ServiceError, Target,
 };
@@ -42,10 +44,13 @@ impl Items for ProtoItems {
 }
 
 impl LastmileGrpc {
+    /// One request; `timeout` is the call's gRPC deadline (a stream message has none of its own).
     async fn predict(
         service: &Service,
         req: pb::PredictRequest,
+        deadline: Option<std::time::Duration>,
     ) -> Result<pb::PredictResponse, ApiError> {
+        let timeout = timeout::shorter(deadline, timeout::field(req.timeout_ms)?);
         let options = RequestOptions {
             top_k: (req.top_k != 0).then_some(req.top_k as usize),
             candidates: (!req.candidates.is_empty()).then_some(req.candidates),
@@ -59,14 +64,12 @@ impl LastmileGrpc {
             .predict(ServiceRequest {
                 target: Target::Live,
                 items,
+                timeout,
             })
             .await?;
         Ok(pb::PredictResponse {
             id: req.id,
-            ensemble: Some(pb::EnsembleRef {
-                name: reply.ensemble.name.clone(),
-                version: reply.ensemble.version.clone(),
-            }),
+            ensemble: Some(ensemble_ref(&reply.ensemble)),
             items: reply.answers.into_iter().map(answer_to_proto).collect(),
             error: None,
         })
@@ -113,6 +116,15 @@ pub fn answer_to_proto(a: ItemAnswer) -> pb::ItemAnswer {
         rules_fired: a.rules_fired,
         agreement: a.agreement,
         abstained: a.abstained.unwrap_or_default(),
+        degraded: a
+            .degraded
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| pb::MissingMember {
+                model: m.model,
+                reason: m.reason,
+            })
+            .collect(),
         models: a
             .models
             .unwrap_or_default()
@@ -135,8 +147,9 @@ impl Lastmile for LastmileGrpc {
         &self,
         req: Request<pb::PredictRequest>,
     ) -> Result<Response<pb::PredictResponse>, Status> {
+        let deadline = timeout::grpc(req.metadata());
         Ok(Response::new(
-            Self::predict(&self.service, req.into_inner()).await?,
+            Self::predict(&self.service, req.into_inner(), deadline).await?,
         ))
     }
 
@@ -156,7 +169,7 @@ impl Lastmile for LastmileGrpc {
                     let (id, result) = match message {
                         Ok(request) => {
                             let id = request.id.clone();
-                            (id, LastmileGrpc::predict(&service, request).await)
+                            (id, LastmileGrpc::predict(&service, request, None).await)
                         }
                         Err(status) => (
                             String::new(),

@@ -19,6 +19,7 @@ pub mod grpc;
 pub(crate) mod metered;
 mod openapi;
 pub mod rest;
+pub mod timeout;
 pub mod v2;
 
 use std::sync::Arc;
@@ -32,6 +33,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 
+pub use describe::ensemble_info;
 pub use error::{ApiError, ErrorKind, ERROR_HEADER};
 
 use crate::drain::DrainSignal;

@@ -178,14 +178,17 @@ fn schemas() -> Value {
             "abstained": {"type": "string", "description": "Why the answer is empty, when a rule abstained."},
             "models": {"type": "array", "items": {"$ref": "#/components/schemas/ModelAnswer"},
                 "description": "With explain: each model's part."}}},
-        "EnsembleRef": {"type": "object", "required": ["name", "version"], "properties": {
-            "name": {"type": "string"}, "version": {"type": "string"}}},
+        "EnsembleRef": {"type": "object", "required": ["name", "version", "digest"], "properties": {
+            "name": {"type": "string"}, "version": {"type": "string"},
+            "digest": {"type": "string", "description":
+                "sha256: over the manifest text and every model file's content hash: the exact bytes that answered."}}},
         "PredictResponse": {"type": "object", "required": ["ensemble"], "properties": {
             "ensemble": {"$ref": "#/components/schemas/EnsembleRef"},
             "item": {"$ref": "#/components/schemas/ItemAnswer"},
             "items": {"type": "array", "items": {"$ref": "#/components/schemas/ItemAnswer"}}}},
         "EnsembleInfo": {"type": "object", "properties": {
             "name": {"type": "string"}, "version": {"type": "string"},
+            "digest": {"type": "string"}, "manifest_sha256": {"type": "string"},
             "fields": {"type": "array", "items": {"type": "string"}},
             "label_count": {"type": "integer"},
             "bytes": {"type": "integer"},
@@ -193,7 +196,9 @@ fn schemas() -> Value {
                 "name": {"type": "string"}, "kind": {"type": "string", "enum": ["fasttext", "onnx"]},
                 "bytes": {"type": "integer"}, "sha256": {"type": "string"},
                 "labels": {"type": "integer"}, "weight": {"type": "number"},
-                "group": {"type": "string"}, "fields": {"type": "array", "items": {"type": "string"}}}}},
+                "group": {"type": "string"}, "fields": {"type": "array", "items": {"type": "string"}},
+                "provenance": {"type": "object", "description":
+                    "model and labels: {source, file, sha256, bytes, registry: {tracking_uri, model, version, alias, run_id, run_name, experiment_id, artifact_uri, params, tags, datasets}}; locked; declared ([model.provenance])."}}}},
             "vote": {"type": "object", "properties": {
                 "strategy": {"type": "string"}, "agreement_k": {"type": "integer"},
                 "rank_k": {"type": "integer"}, "floor": {"type": "number"},
@@ -211,7 +216,9 @@ fn schemas() -> Value {
             "name": {"type": "string"}, "versions": {"type": "array", "items": {"type": "string"}},
             "platform": {"type": "string"},
             "inputs": {"type": "array", "items": {"$ref": "#/components/schemas/TensorMetadata"}},
-            "outputs": {"type": "array", "items": {"$ref": "#/components/schemas/TensorMetadata"}}}},
+            "outputs": {"type": "array", "items": {"$ref": "#/components/schemas/TensorMetadata"}},
+            "parameters": {"type": "object", "additionalProperties": {"type": "string"}, "description":
+                "ensemble_digest, manifest_sha256, and each model's provenance as model.NAME.KEY."}}},
         "InferInput": {"type": "object", "required": ["name", "shape", "datatype"], "properties": {
             "name": {"type": "string", "description": "A field of the ensemble."},
             "shape": {"type": "array", "items": {"type": "integer"}},
@@ -230,6 +237,9 @@ fn schemas() -> Value {
         "InferResponse": {"type": "object", "properties": {
             "model_name": {"type": "string"}, "model_version": {"type": "string"},
             "id": {"type": "string"},
+            "parameters": {"type": "object", "properties": {
+                "ensemble_name": {"type": "string"}, "ensemble_version": {"type": "string"},
+                "ensemble_digest": {"type": "string"}}},
             "outputs": {"type": "array", "items": {"type": "object", "properties": {
                 "name": {"type": "string"}, "datatype": {"type": "string"},
                 "shape": {"type": "array", "items": {"type": "integer"}},

@@ -3,7 +3,8 @@
 //! `POST /v1/predict` takes one item (`{"item": {...}}`) or a batch (`{"items": [...]}`), each item
 //! an object of fields (plus an optional per-item `candidates`), and optional `top_k`,
 //! `candidates` and `explain` for the whole request. The answer mirrors the request: `item` or
-//! `items`, and the `ensemble` (name and version) that answered.
+//! `items`, and the `ensemble` that answered (name, version and digest: the manifest text and
+//! every model file's content hash, so an answer traces to the exact bytes).
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use serde_json::{Map, Value};
 use super::body::{parse_json, LimitedBody};
 use super::describe::ensemble_info;
 use super::error::ApiError;
+use super::timeout;
 use crate::ensemble::{Ensemble, ItemAnswer, ItemError, ValidItem};
 use crate::service::{Items, Request, RequestOptions, Service, ServiceError, Target};
 
@@ -28,12 +30,26 @@ struct PredictBody {
     candidates: Option<Vec<String>>,
     #[serde(default)]
     explain: bool,
+    /// Milliseconds the caller waits (also the `lastmile-timeout-ms` header).
+    timeout_ms: Option<i64>,
 }
 
+/// Which ensemble answered: its name, version and digest (the exact bytes that answered).
 #[derive(Serialize)]
 pub struct EnsembleRef<'a> {
     pub name: &'a str,
     pub version: &'a str,
+    pub digest: &'a str,
+}
+
+impl<'a> EnsembleRef<'a> {
+    pub fn of(e: &'a Ensemble) -> Self {
+        EnsembleRef {
+            name: &e.name,
+            version: &e.version,
+            digest: &e.digest,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -70,7 +86,9 @@ pub async fn predict(
     State(service): State<Arc<Service>>,
     body: LimitedBody,
 ) -> Result<Response, ApiError> {
+    let headers = body.headers;
     let body: PredictBody = parse_json(&body.bytes)?;
+    let timeout = timeout::http(&headers, body.timeout_ms)?;
     let (objects, single) =
         match (body.item, body.items) {
             (Some(item), None) => (vec![item], true),
@@ -89,14 +107,12 @@ pub async fn predict(
         .predict(Request {
             target: Target::Live,
             items,
+            timeout,
         })
         .await?;
     let answers = reply.answers.as_slice();
     let body = PredictReply {
-        ensemble: EnsembleRef {
-            name: &reply.ensemble.name,
-            version: &reply.ensemble.version,
-        },
+        ensemble: EnsembleRef::of(&reply.ensemble),
         item: single.then(|| &answers[0]),
         items: (!single).then_some(answers),
     };

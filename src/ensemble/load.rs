@@ -1,30 +1,47 @@
-//! Turning a checked manifest into a servable [`Ensemble`]: loading every model (side by side on
-//! `threads` loader threads), hashing its file, mapping its labels onto the label space, and resolving the vote.
+//! Turning a checked manifest into a servable [`Ensemble`]: finding every model's files (a path
+//! or the registry, see [`super::source`]) and loading them (side by side on `threads` loader
+//! threads), mapping their labels onto the label space, and resolving the vote.
 //! A failure anywhere is one [`ManifestError`] naming the model and field; nothing is half-loaded.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use sha2::{Digest, Sha256};
-
 use super::manifest::{
     read_label_file, LabelSource, Manifest, ManifestError, ModelKind, ModelSpec,
 };
-use super::{Ensemble, Model};
+use super::source::{Located, Locator, Sources};
+use super::{Ensemble, Model, Provenance};
 use crate::combine::{Combiner, ModelView};
 use crate::labels::LabelSpace;
 use crate::runtime::fasttext::FastTextModel;
 use crate::runtime::onnx::{OnnxModel, OnnxSpec};
 use crate::runtime::{LoadError, Runtime};
 
+/// How a manifest's models are loaded: on how many threads, and where their files come from.
+#[derive(Debug, Clone, Default)]
+pub struct Loader {
+    /// Models loaded side by side (0: one per core).
+    pub threads: usize,
+    pub sources: Sources,
+}
+
+impl Loader {
+    /// `threads` loader threads, files from their paths or the default cache.
+    pub fn threads(threads: usize) -> Loader {
+        Loader {
+            threads,
+            sources: Sources::default(),
+        }
+    }
+}
+
 impl Ensemble {
     /// Parses the manifest at `path` and loads every model it names, `threads` at a time (0: one
     /// per core).
     pub fn load(path: &Path, threads: usize) -> Result<Ensemble, ManifestError> {
-        Self::load_reusing(path, threads, &[])
+        Self::load_with(path, &Loader::threads(threads), &[])
     }
 
     /// As [`Ensemble::load`], but a model identical to one of `previous`'s (same file content,
@@ -35,18 +52,37 @@ impl Ensemble {
         threads: usize,
         previous: &[&Ensemble],
     ) -> Result<Ensemble, ManifestError> {
-        let manifest = Manifest::load(path)?;
-        Self::from_manifest(manifest, threads, previous)
+        Self::load_with(path, &Loader::threads(threads), previous)
     }
 
-    /// [`Ensemble::load_reusing`] of a parsed manifest, phase by phase; the first error stops it.
+    /// [`Ensemble::load_reusing`] with files found as `loader` says (cache, tracking server,
+    /// lock).
+    pub fn load_with(
+        path: &Path,
+        loader: &Loader,
+        previous: &[&Ensemble],
+    ) -> Result<Ensemble, ManifestError> {
+        let manifest = Manifest::load(path)?;
+        Self::open(manifest, loader, previous)
+    }
+
+    /// [`Ensemble::load_reusing`] of a parsed manifest.
     pub fn from_manifest(
         manifest: Manifest,
         threads: usize,
         previous: &[&Ensemble],
     ) -> Result<Ensemble, ManifestError> {
+        Self::open(manifest, &Loader::threads(threads), previous)
+    }
+
+    /// Loads a parsed manifest, phase by phase; the first error stops it.
+    pub fn open(
+        manifest: Manifest,
+        loader: &Loader,
+        previous: &[&Ensemble],
+    ) -> Result<Ensemble, ManifestError> {
         let started = Instant::now();
-        let loaded = load_models(&manifest, threads, previous)?;
+        let loaded = load_models(&manifest, loader, previous)?;
         let fields = request_fields(&manifest)?;
         let model_labels = renamed_labels(&manifest, &loaded);
         let labels = label_space(&manifest, &model_labels)?;
@@ -54,7 +90,7 @@ impl Ensemble {
             models,
             views,
             reused,
-        } = place_models(&manifest, loaded, &model_labels, &labels, &fields)?;
+        } = place_models(loaded, &model_labels, &labels, &fields, &manifest)?;
         let combiner = combiner(&manifest, &models, &labels, &fields)?;
         Ok(Ensemble {
             name: manifest.name.clone(),
@@ -62,6 +98,7 @@ impl Ensemble {
             manifest: manifest.path.clone(),
             digest: super::digest(&manifest.sha256, &models),
             manifest_sha256: manifest.sha256.clone(),
+            tracking_uri: manifest.tracking_uri.clone(),
             fields,
             models,
             views,
@@ -71,25 +108,28 @@ impl Ensemble {
             rules: manifest.rules.clone(),
             monitor: manifest.monitor.clone(),
             validation: manifest.validation.clone(),
+            failure: manifest.failure.clone(),
             load_seconds: started.elapsed().as_secs_f64(),
             reused,
         })
     }
 }
 
-/// Every model, `threads` at a time, sharing the runtime of an identical one of `previous`.
+/// Every model, `loader.threads` at a time, sharing the runtime of an identical one of
+/// `previous`.
 fn load_models(
     manifest: &Manifest,
-    threads: usize,
+    loader: &Loader,
     previous: &[&Ensemble],
 ) -> Result<Vec<Opened>, ManifestError> {
+    let locator = Locator::new(manifest, &loader.sources)?;
     let loaded_before: HashMap<&str, &Arc<dyn Runtime>> = previous
         .iter()
         .flat_map(|e| &e.models)
         .map(|m| (m.identity.as_str(), &m.runtime))
         .collect();
-    let loaded = parallel_map(threads, manifest.models.len(), |i| {
-        load_model(manifest, i, &loaded_before)
+    let loaded = parallel_map(loader.threads, manifest.models.len(), |i| {
+        load_model(manifest, i, &locator, &loaded_before)
     });
     loaded.into_iter().collect()
 }
@@ -121,11 +161,11 @@ struct Placed {
 
 /// The models with their labels mapped onto the label space and fields onto the request's.
 fn place_models(
-    manifest: &Manifest,
     loaded: Vec<Opened>,
     model_labels: &[Vec<String>],
     labels: &LabelSpace,
     fields: &[String],
+    manifest: &Manifest,
 ) -> Result<Placed, ManifestError> {
     let mut views: Vec<Vec<usize>> = Vec::new();
     let mut models = Vec::with_capacity(loaded.len());
@@ -133,11 +173,10 @@ fn place_models(
     for (i, (opened, names)) in loaded.into_iter().zip(model_labels).enumerate() {
         let Opened {
             runtime,
-            bytes,
-            sha256,
+            spec,
+            provenance,
             identity,
         } = opened;
-        let spec = manifest.models[i].clone();
         let label_ids = labels.align(names).map_err(|reason| {
             manifest.model_error(i, Some("labels"), format!("{reason} (not in label_file)"))
         })?;
@@ -149,8 +188,9 @@ fn place_models(
         let view = view_of(&mut views, &field_ids);
         models.push(Model {
             spec,
-            bytes,
-            sha256,
+            bytes: provenance.model.bytes,
+            sha256: provenance.model.sha256.clone(),
+            provenance,
             identity,
             runtime,
             label_ids,
@@ -275,11 +315,12 @@ fn parallel_map<T: Send>(threads: usize, count: usize, f: impl Fn(usize) -> T + 
     done.into_iter().map(|(_, t)| t).collect()
 }
 
-/// A model file, hashed, and loaded or taken from an ensemble loaded before.
+/// A model file, found, hashed, and loaded or taken from an ensemble loaded before.
 struct Opened {
     runtime: Loaded,
-    bytes: u64,
-    sha256: String,
+    /// The manifest's entry, with the files it reads where they were found.
+    spec: ModelSpec,
+    provenance: Provenance,
     identity: String,
 }
 
@@ -298,50 +339,48 @@ impl Loaded {
     }
 }
 
-/// Hashes model `i`'s file, then shares the runtime of an identical model loaded before, or
-/// loads it.
+/// Finds and hashes model `i`'s files, then shares the runtime of an identical model loaded
+/// before, or loads it.
 fn load_model(
     manifest: &Manifest,
     i: usize,
+    locator: &Locator<'_>,
     loaded_before: &HashMap<&str, &Arc<dyn Runtime>>,
 ) -> Result<Opened, ManifestError> {
-    let spec = &manifest.models[i];
-    let unreadable = |path: &Path, e: std::io::Error| {
-        let field = if path == spec.path {
-            "path"
-        } else {
-            "labels_file"
-        };
-        manifest.model_error(
-            i,
-            Some(field),
-            format!("cannot read {}: {e}", path.display()),
-        )
-    };
-    let (bytes, sha256) = hash_file(&spec.path).map_err(|e| unreadable(&spec.path, e))?;
-    let labels_sha = match &spec.labels {
-        LabelSource::File(p) => hash_file(p).map_err(|e| unreadable(p, e))?.1,
-        _ => String::new(),
-    };
+    let Located {
+        path,
+        labels,
+        provenance,
+    } = locator.locate(i)?;
+    let mut spec = manifest.models[i].clone();
+    spec.path = path;
+    if let Some(labels) = labels {
+        spec.labels = LabelSource::File(labels);
+    }
+    let labels_sha = provenance.labels.as_ref().map_or("", |l| l.sha256.as_str());
     // Everything that decides what the runtime computes: the file, how it is read, its labels.
     let identity = format!(
-        "{}|{sha256}|{:?}|{:?}|{:?}|{labels_sha}",
+        "{}|{}|{:?}|{:?}|{:?}|{labels_sha}",
         spec.kind.as_str(),
+        provenance.model.sha256,
         spec.feed,
         spec.onnx,
         spec.labels
     );
     let runtime = match loaded_before.get(identity.as_str()) {
         Some(&shared) => Loaded::Shared(Arc::clone(shared)),
-        None => Loaded::Fresh(open(spec).map_err(|e| {
-            let (field, reason) = describe(spec, e);
+        None => Loaded::Fresh(open(&spec).map_err(|e| {
+            let (field, mut reason) = describe(&spec, e);
+            if spec.registry.is_some() {
+                reason += &format!(" (the file fetched for {})", spec.source);
+            }
             manifest.model_error(i, field, reason)
         })?),
     };
     Ok(Opened {
         runtime,
-        bytes,
-        sha256,
+        spec,
+        provenance,
         identity,
     })
 }
@@ -384,23 +423,6 @@ fn describe(spec: &ModelSpec, e: LoadError) -> (Option<&'static str>, String) {
         LoadError::Labels(reason) => (Some(labels_field), reason),
         LoadError::Binding { field, reason } => (Some(field), reason),
     }
-}
-
-/// File size and sha256 (hex).
-fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut bytes = 0u64;
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        bytes += n as u64;
-        hasher.update(&buf[..n]);
-    }
-    Ok((bytes, super::hex(&hasher.finalize())))
 }
 
 /// The request fields: the manifest's top-level `fields` if it declares them (every model's fields

@@ -5,6 +5,8 @@
 mod item;
 mod load;
 pub mod manifest;
+pub mod provenance;
+pub mod source;
 
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -13,9 +15,14 @@ use std::sync::Arc;
 use serde::Serialize;
 
 pub use item::{FieldValue, ItemError, ItemOptions, ValidItem};
-pub use manifest::{BatchConfig, Manifest, ManifestError, ModelKind, ModelSpec};
+pub use load::Loader;
+pub use manifest::{BatchConfig, FailurePolicy, Manifest, ManifestError, ModelKind, ModelSpec};
+pub use provenance::{FileProvenance, Provenance, RegistryOrigin};
+pub use source::{LockMode, Sources};
 
-use crate::combine::{Answer, Combiner, ItemView, Readied, RuleConfig, Scratch, VoteConfig};
+use crate::combine::{
+    Answer, Combiner, ItemView, Members, Readied, RuleConfig, Scratch, VoteConfig,
+};
 use crate::labels::LabelSpace;
 use crate::runtime::{Runtime, Scores};
 
@@ -26,6 +33,8 @@ pub struct Model {
     pub bytes: u64,
     /// sha256 of the model file, hex.
     pub sha256: String,
+    /// Where the model's files came from, and what the manifest declares about it.
+    pub provenance: Provenance,
     /// What the runtime computes (file content, bindings, labels): equal identities can share
     /// one loaded runtime.
     pub identity: String,
@@ -47,6 +56,8 @@ pub struct Ensemble {
     pub manifest_sha256: String,
     /// What answered, to the byte: see [`digest`].
     pub digest: String,
+    /// The manifest's `[mlflow] tracking_uri`, if it names one.
+    pub tracking_uri: Option<String>,
     /// The request fields, in the order [`ValidItem::fields`] holds them.
     pub fields: Vec<String>,
     pub models: Vec<Model>,
@@ -63,6 +74,8 @@ pub struct Ensemble {
     /// The manifest's `validation` set (where the monitor takes a drift reference from when it
     /// has none).
     pub validation: Option<PathBuf>,
+    /// What an item's answer does when a member fails or runs out of time.
+    pub failure: FailurePolicy,
     /// Wall time it took to load.
     pub load_seconds: f64,
     /// Models shared with an ensemble loaded before instead of loaded again.
@@ -98,8 +111,19 @@ pub struct ItemAnswer {
     /// Why the answer is empty, when a rule abstained.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub abstained: Option<String>,
+    /// The members left out of this answer's vote, and why (it failed, panicked or ran out of
+    /// its `timeout_ms`): present only on a degraded answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<Vec<MissingMember>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub models: Option<Vec<ModelAnswer>>,
+}
+
+/// A member a degraded answer was voted without.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MissingMember {
+    pub model: String,
+    pub reason: String,
 }
 
 /// A batch that could not be scored: one model failed.
@@ -151,6 +175,24 @@ impl Ensemble {
         }))
     }
 
+    /// [`Ensemble::combine_readied`] among `members` only (the others gave no scores), the
+    /// answer marked degraded with `missing`.
+    pub fn combine_readied_among(
+        &self,
+        members: &Members,
+        item: &ValidItem,
+        scores: &[&[f32]],
+        readied: &[&Readied],
+        missing: Vec<MissingMember>,
+    ) -> ItemAnswer {
+        let mut answer = self.named(combining(item, |view, s| {
+            self.combiner
+                .combine_readied_among(members, view, scores, readied, s)
+        }));
+        answer.degraded = Some(missing);
+        answer
+    }
+
     /// The combiner's answer, with label and model names.
     fn named(&self, answer: Answer) -> ItemAnswer {
         let named = |p: &crate::combine::Prediction| LabelScore {
@@ -162,6 +204,7 @@ impl Ensemble {
             rules_fired: answer.rules_fired,
             agreement: answer.agreement,
             abstained: answer.abstained,
+            degraded: None,
             models: answer.explanation.map(|contributions| {
                 contributions
                     .iter()
@@ -208,8 +251,10 @@ pub fn with_view<T>(item: &ValidItem, f: impl FnOnce(&ItemView<'_>) -> T) -> T {
 }
 
 /// The ensemble digest: sha256 over the manifest text's sha256 and, in manifest order, every
-/// model's name and file sha256 (`sha256:` and hex). The same bytes give the same digest on any
-/// machine and across restarts; a change to the manifest or to any model file changes it.
+/// model's name and file sha256 (and its labels file's, for an ONNX model that has one)
+/// (`sha256:` and hex). The same bytes give the same digest on any machine and across restarts
+/// (wherever the files are, a cache or a checkout); a change to the manifest or to any model
+/// file changes it.
 pub fn digest(manifest_sha256: &str, models: &[Model]) -> String {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
@@ -220,6 +265,10 @@ pub fn digest(manifest_sha256: &str, models: &[Model]) -> String {
         hasher.update(m.spec.name.as_bytes());
         hasher.update(b"\t");
         hasher.update(m.sha256.as_bytes());
+        if let Some(labels) = &m.provenance.labels {
+            hasher.update(b"\tlabels\t");
+            hasher.update(labels.sha256.as_bytes());
+        }
     }
     format!("sha256:{}", hex(&hasher.finalize()))
 }

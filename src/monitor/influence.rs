@@ -124,18 +124,22 @@ pub struct MemberCounts {
 }
 
 impl MemberCounts {
+    /// Counts one item; agreement and share count on answered items only (an item with no
+    /// answer has no winner to agree with or share in).
     pub fn add(&mut self, answered: bool, pivotal: bool, agrees: bool, share: f32) {
         self.answered += answered as u64;
         self.pivotal += pivotal as u64;
-        self.agrees += agrees as u64;
-        self.share += share as f64;
+        self.agrees += (answered && agrees) as u64;
+        self.share += if answered { share as f64 } else { 0.0 };
     }
 
+    /// Takes back what [`MemberCounts::add`] counted for the same item.
     pub fn remove(&mut self, answered: bool, pivotal: bool, agrees: bool, share: f32) {
         self.answered -= answered as u64;
         self.pivotal -= pivotal as u64;
-        self.agrees -= agrees as u64;
-        self.share = (self.share - share as f64).max(0.0);
+        self.agrees -= (answered && agrees) as u64;
+        let share = if answered { share as f64 } else { 0.0 };
+        self.share = (self.share - share).max(0.0);
     }
 }
 

@@ -1,12 +1,19 @@
 //! One request on its way through the models: its items, the text each model reads, the scores
-//! coming back from batches, and the reply sent when the last model's rows are in.
+//! coming back from batches, and the reply sent when every model's rows are in, or known
+//! missing.
+//!
+//! A row is *missing* when its model failed on it (an error, a panic, a wrong output) or did not
+//! answer within its `timeout_ms` ([`Job::give_up_on_late`]). What a missing row does is the
+//! ensemble's [`FailurePolicy`](crate::ensemble::FailurePolicy): with `fail`, the request fails at once (its other rows are
+//! dropped); with `degrade` (the default), each item is voted among the members that answered it
+//! (`Combiner::members`, exactly as a manifest without the others) and says which are missing,
+//! unless fewer than `min_members` (or a group's quorum) answered, which fails the request.
+//! Raw scores (evaluation) never degrade: any failure fails them.
 
-use std::future::Future;
 use std::ops::Range;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use smallvec::SmallVec;
 use tokio::sync::oneshot;
@@ -15,6 +22,7 @@ use super::state::Request;
 use crate::combine::Readied;
 use crate::ensemble::{Ensemble, ItemAnswer, ModelScores, PredictError, ValidItem};
 use crate::runtime::Scores;
+use crate::telemetry;
 
 /// What the caller wants back.
 pub(crate) enum Reply {
@@ -29,32 +37,51 @@ pub(crate) struct Job {
     pub items: Vec<ValidItem>,
     /// Per [`Ensemble::views`]: each item's text for the models reading that view.
     texts: Vec<Vec<String>>,
-    /// `[model][item]`, flattened: each model's row for each item, filled as batches come back.
-    rows: Mutex<Vec<Option<Row>>>,
+    progress: Mutex<Progress>,
     /// Per model: its share of the run time of the batches it took part in.
-    nanos: Vec<AtomicU64>,
-    /// Rows not yet back, over all models.
-    remaining: AtomicUsize,
-    reply: Mutex<Option<Reply>>,
+    pub(super) nanos: Vec<AtomicU64>,
+    pub(super) reply: Mutex<Option<Reply>>,
     /// The reply is answers (not raw scores): rows are readied for the vote as they come.
     wants_answers: bool,
-    /// Nobody wants the answer any more (caller gone, or a model failed): rows still queued
-    /// are dropped.
+    /// Nobody wants the answer any more (caller gone, or it failed): rows still queued are
+    /// dropped.
     cancelled: AtomicBool,
+    /// Per model: its rows are no longer wanted (it ran out of time): queued ones are dropped.
+    given_up: Vec<AtomicBool>,
+    /// Past it the request is not wanted: rows still queued are dropped, never computed.
+    deadline: Option<Instant>,
+}
+
+/// Where each row stands, under one lock.
+pub(super) struct Progress {
+    /// `[model][item]`, flattened.
+    pub rows: Vec<Slot>,
+    /// Rows still pending, over all models.
+    pub remaining: usize,
+    /// Per model: why its first missing row is missing.
+    pub missing: Vec<Option<String>>,
+}
+
+/// One model's row for one item.
+pub(super) enum Slot {
+    Pending,
+    Done(Row),
+    /// It failed, or its model ran out of time: the item is voted without it.
+    Missing,
 }
 
 /// One model's scores for one item: a row of the output of the batch it ran in. The output is
 /// shared by every request of that batch rather than copied out, row by row, into each.
-struct Row {
+pub(super) struct Row {
     batch: Arc<Scores>,
     row: usize,
     /// When the job wants answers: what [`Ensemble::ready`] found (the row itself was readied
     /// in place before the output was shared).
-    readied: Readied,
+    pub readied: Readied,
 }
 
 impl Row {
-    fn scores(&self) -> &[f32] {
+    pub fn scores(&self) -> &[f32] {
         self.batch.row(self.row)
     }
 }
@@ -71,12 +98,41 @@ pub(crate) struct Part {
 
 impl Request for Part {
     fn cancelled(&self) -> bool {
-        self.job.cancelled.load(Ordering::Relaxed)
+        let job = &self.job;
+        job.cancelled.load(Ordering::Relaxed)
+            || job.given_up[self.model].load(Ordering::Relaxed)
+            || job.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+}
+
+/// What made a model's rows missing, for the reason an answer gives and the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// The model returned an error or a wrong output.
+    Error,
+    /// It panicked (while scoring, or while its scores were readied).
+    Panic,
+    /// It did not answer within its `timeout_ms`.
+    Timeout,
+}
+
+impl Failure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Failure::Error => "error",
+            Failure::Panic => "panic",
+            Failure::Timeout => "timeout",
+        }
     }
 }
 
 impl Job {
-    pub fn new(ensemble: Arc<Ensemble>, items: Vec<ValidItem>, reply: Reply) -> Arc<Job> {
+    pub fn new(
+        ensemble: Arc<Ensemble>,
+        items: Vec<ValidItem>,
+        reply: Reply,
+        deadline: Option<Instant>,
+    ) -> Arc<Job> {
         let texts = ensemble
             .views
             .iter()
@@ -86,12 +142,17 @@ impl Job {
         let models = ensemble.models.len();
         Arc::new(Job {
             texts,
-            rows: Mutex::new((0..n * models).map(|_| None).collect()),
+            progress: Mutex::new(Progress {
+                rows: (0..n * models).map(|_| Slot::Pending).collect(),
+                remaining: n * models,
+                missing: vec![None; models],
+            }),
             nanos: (0..models).map(|_| AtomicU64::new(0)).collect(),
-            remaining: AtomicUsize::new(n * models),
             wants_answers: matches!(reply, Reply::Answers(_)),
             reply: Mutex::new(Some(reply)),
             cancelled: AtomicBool::new(false),
+            given_up: (0..models).map(|_| AtomicBool::new(false)).collect(),
+            deadline,
             ensemble,
             items,
         })
@@ -135,25 +196,119 @@ impl Job {
         readied: ReadiedRows,
         nanos: u64,
     ) {
-        {
-            let mut own = self.rows.lock().expect("rows lock");
+        self.nanos[model].fetch_add(nanos, Ordering::Relaxed);
+        let done = {
+            let mut progress = self.progress();
             let n = self.items.len();
             let mut readied = readied.into_iter();
-            for (i, row) in rows.clone().enumerate() {
-                own[model * n + row] = Some(Row {
-                    batch: Arc::clone(batch),
-                    row: first + i,
-                    readied: readied.next().unwrap_or_default(),
-                });
+            let mut landed = 0;
+            for (i, row) in rows.enumerate() {
+                let slot = &mut progress.rows[model * n + row];
+                let readied = readied.next().unwrap_or_default();
+                // A row given up on (its model ran out of time) stays missing.
+                if matches!(slot, Slot::Pending) {
+                    *slot = Slot::Done(Row {
+                        batch: Arc::clone(batch),
+                        row: first + i,
+                        readied,
+                    });
+                    landed += 1;
+                }
             }
-        }
-        self.nanos[model].fetch_add(nanos, Ordering::Relaxed);
-        if self.remaining.fetch_sub(rows.len(), Ordering::AcqRel) == rows.len() {
+            progress.settle(landed)
+        };
+        if done {
             self.finish();
         }
     }
 
-    /// A model failed: the request fails now, and its other rows are dropped.
+    /// Model `model` has no scores for rows `rows` (`why`, in words); on a compute thread.
+    pub fn member_failed(&self, model: usize, rows: Range<usize>, failure: Failure, why: String) {
+        if self.mark_missing(model, rows, failure, why) {
+            self.finish();
+        }
+    }
+
+    /// Marks rows `rows` of `model` missing. With the ensemble's policy `degrade` the items go
+    /// on without it; otherwise (or when the reply is raw scores) the request fails now. Returns
+    /// whether that left nothing pending, in which case the caller must [`Job::finish`] it.
+    fn mark_missing(
+        &self,
+        model: usize,
+        rows: Range<usize>,
+        failure: Failure,
+        why: String,
+    ) -> bool {
+        let name = &self.ensemble.models[model].spec.name;
+        telemetry::member_failed(name, failure.as_str());
+        if !(self.wants_answers && self.ensemble.failure.degrade) {
+            self.fail(PredictError {
+                model: name.clone(),
+                reason: why,
+            });
+            return false;
+        }
+        let mut progress = self.progress();
+        progress.missing[model].get_or_insert(why);
+        let n = self.items.len();
+        let mut lost = 0;
+        for slot in &mut progress.rows[model * n + rows.start..model * n + rows.end] {
+            if matches!(slot, Slot::Pending) {
+                *slot = Slot::Missing;
+                lost += 1;
+            }
+        }
+        progress.settle(lost)
+    }
+
+    /// Gives up on every model whose `timeout_ms`, counted from `admitted`, has passed by `now`
+    /// and that still has rows pending: they become missing, and its queued rows are dropped.
+    /// Returns whether that left nothing pending, in which case the caller must
+    /// [`Job::finish`] it (off any async thread: finishing combines).
+    pub fn give_up_on_late(&self, admitted: Instant, now: Instant) -> bool {
+        let n = self.items.len();
+        let mut done = false;
+        for (m, model) in self.ensemble.models.iter().enumerate() {
+            let Some(timeout) = model.spec.timeout.filter(|&t| admitted + t <= now) else {
+                continue;
+            };
+            if self.given_up[m].swap(true, Ordering::Relaxed) {
+                continue;
+            }
+            let why = format!(
+                "no answer within its timeout_ms of {} ms",
+                timeout.as_millis()
+            );
+            let pending = {
+                let progress = self.progress();
+                (0..n).any(|i| matches!(progress.rows[m * n + i], Slot::Pending))
+            };
+            if pending {
+                done |= self.mark_missing(m, 0..n, Failure::Timeout, why);
+            }
+        }
+        done
+    }
+
+    /// The moments, counted from `admitted`, at which some model's `timeout_ms` runs out.
+    pub fn member_deadlines(&self, admitted: Instant) -> Vec<Instant> {
+        let mut at: Vec<Instant> = self
+            .ensemble
+            .models
+            .iter()
+            .filter_map(|m| m.spec.timeout)
+            .map(|t| admitted + t)
+            .collect();
+        at.sort();
+        at.dedup();
+        at
+    }
+
+    pub(super) fn progress(&self) -> MutexGuard<'_, Progress> {
+        self.progress.lock().expect("progress lock")
+    }
+
+    /// The request fails now, and its other rows are dropped.
     pub fn fail(&self, error: PredictError) {
         self.cancelled.store(true, Ordering::Relaxed);
         match self.reply.lock().expect("reply lock").take() {
@@ -175,95 +330,15 @@ impl Job {
     pub fn cancel(&self) {
         self.cancelled.store(true, Ordering::Relaxed);
     }
+}
 
-    fn finish(&self) {
-        let Some(reply) = self.reply.lock().expect("reply lock").take() else {
-            return; // already failed
-        };
-        let rows = std::mem::take(&mut *self.rows.lock().expect("rows lock"));
-        let n = self.items.len();
-        // Every row is in once `remaining` is 0; a missing one would count as zeros.
-        let row = |m: usize, i: usize| rows[m * n + i].as_ref();
-        let scores = |m: usize, i: usize| row(m, i).map_or(&[][..], Row::scores);
-        let models = self.ensemble.models.len();
-        match reply {
-            Reply::Answers(tx) => {
-                let unready = Readied::default();
-                let answers = self
-                    .items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, item)| {
-                        let scores: Vec<&[f32]> = (0..models).map(|m| scores(m, i)).collect();
-                        let readied: Vec<&Readied> = (0..models)
-                            .map(|m| row(m, i).map_or(&unready, |r| &r.readied))
-                            .collect();
-                        self.ensemble.combine_readied(item, &scores, &readied)
-                    })
-                    .collect();
-                let _ = tx.send(Ok(answers));
-            }
-            Reply::Scores(tx) => {
-                let _ = tx.send(Ok(ModelScores {
-                    scores: (0..models)
-                        .map(|m| {
-                            let cols = self.ensemble.models[m].label_ids.len();
-                            let mut own = Scores::default();
-                            own.reset(n, cols);
-                            for i in 0..n {
-                                let row = scores(m, i);
-                                if row.len() == cols {
-                                    own.row_mut(i).copy_from_slice(row);
-                                }
-                            }
-                            own
-                        })
-                        .collect(),
-                    seconds: self
-                        .nanos
-                        .iter()
-                        .map(|n| n.load(Ordering::Relaxed) as f64 / 1e9)
-                        .collect(),
-                }));
-            }
+impl Progress {
+    /// `n` rows left pending; whether none is left now.
+    pub(super) fn settle(&mut self, n: usize) -> bool {
+        if n == 0 {
+            return false;
         }
-    }
-}
-
-/// The caller's end of a submitted request: await it (or [`Ticket::wait`] outside async code).
-/// Dropping it cancels the request: rows still queued are not run.
-pub struct Ticket<T> {
-    pub(crate) rx: oneshot::Receiver<Result<T, PredictError>>,
-    pub(crate) job: Arc<Job>,
-}
-
-impl<T> Ticket<T> {
-    /// Blocks until the answer is there. Not for async code, nor for compute threads.
-    pub fn wait(mut self) -> Result<T, PredictError> {
-        let rx = std::mem::replace(&mut self.rx, oneshot::channel().1);
-        rx.blocking_recv().unwrap_or_else(|_| Err(dropped()))
-    }
-}
-
-impl<T> Future for Ticket<T> {
-    type Output = Result<T, PredictError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.rx)
-            .poll(cx)
-            .map(|r| r.unwrap_or_else(|_| Err(dropped())))
-    }
-}
-
-impl<T> Drop for Ticket<T> {
-    fn drop(&mut self) {
-        self.job.cancel();
-    }
-}
-
-fn dropped() -> PredictError {
-    PredictError {
-        model: "(scheduler)".into(),
-        reason: "the request was dropped before it was answered: this is a bug".into(),
+        self.remaining -= n;
+        self.remaining == 0
     }
 }

@@ -138,6 +138,16 @@ impl<R: Request + Clone> Queues<R> {
         self.lanes[lane].rows
     }
 
+    /// Seconds of work queued, as the lanes' recent batches measure it: each lane's waiting rows
+    /// in batches of `max_batch`, each costing what its recent batches took. Cancelled rows count
+    /// until a batch meets them; a lane that never ran counts nothing.
+    pub fn queued_seconds(&self) -> f64 {
+        self.lanes
+            .iter()
+            .map(|l| l.rows.div_ceil(l.config.max_batch) as f64 * l.cost)
+            .sum()
+    }
+
     /// The batch a free thread should run now, if any lane is ready.
     pub fn next_batch(&mut self, now: Instant) -> Option<Batch<R>> {
         let n = self.lanes.len();
@@ -267,6 +277,25 @@ mod tests {
             .iter()
             .map(|e| (e.request.0, e.rows.clone()))
             .collect()
+    }
+
+    #[test]
+    fn queued_work_is_counted_in_batches_at_each_lane_s_cost() {
+        let t0 = Instant::now();
+        let mut q: Queues<Req> = Queues::default();
+        let a = q.add_lane(config(4, 0));
+        let b = q.add_lane(config(1, 0));
+        q.push(a, req("x"), 0..6, t0);
+        q.push(b, req("y"), 0..3, t0);
+        assert_eq!(q.queued_seconds(), 0.0, "no lane has run yet");
+        q.record_run(a, 0.010);
+        q.record_run(b, 0.002);
+        // a: 6 rows in batches of 4 = 2 batches x 10 ms; b: 3 batches x 2 ms.
+        assert!(
+            (q.queued_seconds() - 0.026).abs() < 1e-12,
+            "{}",
+            q.queued_seconds()
+        );
     }
 
     #[test]

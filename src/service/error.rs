@@ -37,8 +37,25 @@ pub enum ServiceError {
         capacity: usize,
         needed: usize,
     },
+    /// The work queued ahead would make the request wait longer than `--max-queue-wait`.
+    #[error(
+        "overloaded: the compute threads have about {wait_ms} ms of work queued, more than the \
+         {max_ms} ms a request may wait (--max-queue-wait); retry after {retry_after_s} s"
+    )]
+    QueueFull {
+        wait_ms: u64,
+        max_ms: u64,
+        /// When a retry has a fair chance: the queued work's time, rounded up to a second.
+        retry_after_s: u64,
+    },
     #[error("the server is shutting down; retry on another instance")]
     ShuttingDown,
+    /// The request's deadline passed before it was answered; nothing more is computed for it.
+    #[error(
+        "the request's deadline ({timeout_ms} ms) passed before it was answered; what it still \
+         had queued will not be computed"
+    )]
+    DeadlineExceeded { timeout_ms: u64 },
     /// A request addressed to a model by name (the Open Inference Protocol) that is not served.
     #[error("unknown model {asked:?}: this server serves {served:?}")]
     UnknownModel { asked: String, served: String },
@@ -51,4 +68,16 @@ pub enum ServiceError {
     /// A model failed while scoring.
     #[error("{0}")]
     Predict(#[from] PredictError),
+}
+
+impl ServiceError {
+    /// When the caller may retry with a fair chance, for a refusal that says so.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            ServiceError::QueueFull { retry_after_s, .. } => {
+                Some(std::time::Duration::from_secs(*retry_after_s))
+            }
+            _ => None,
+        }
+    }
 }

@@ -22,6 +22,12 @@ pub struct Limits {
     pub max_field_bytes: usize,
     /// Bytes of one request body (REST) or message (gRPC).
     pub max_body_bytes: usize,
+    /// The longest any request is waited for (a caller may ask for less); None: no limit.
+    pub request_timeout: Option<std::time::Duration>,
+    /// The longest a request may wait for its turn on the compute threads: one that would wait
+    /// longer is refused at once (429 with Retry-After), so that served requests keep a bounded
+    /// latency under overload. None: never refused for its wait.
+    pub max_queue_wait: Option<std::time::Duration>,
 }
 
 impl Default for Limits {
@@ -31,6 +37,8 @@ impl Default for Limits {
             max_items_per_request: 256,
             max_field_bytes: 64 * 1024,
             max_body_bytes: 8 * 1024 * 1024,
+            request_timeout: None,
+            max_queue_wait: None,
         }
     }
 }

@@ -11,16 +11,22 @@
 //!    ([`Admission`]) or refuse at once;
 //! 4. pick the items a staged shadow mirrors ([`ShadowSlot::pick`]) and those the live monitor
 //!    analyses ([`Monitor::pick`]);
-//! 5. score on the compute pool, never on a tokio thread ([`ComputePool::predict`]); a client that
-//!    goes away drops the ticket, which cancels its rows still queued;
+//! 5. score on the compute pool, never on a tokio thread ([`ComputePool::predict_by`]); a client
+//!    that goes away drops the ticket, which cancels its rows still queued, and so does the
+//!    request's deadline ([`Deadlines`]); a member that has not answered within its
+//!    `timeout_ms` is left out of the items' vote (a degraded answer, see
+//!    `scheduler::job`);
 //! 6. hand the picked items and their live answers to the shadow and the monitor, without
 //!    waiting for either.
 
+mod deadline;
 mod error;
 mod limits;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+pub use deadline::{parse_grpc_timeout, Deadlines};
 pub use error::ServiceError;
 pub use limits::{Admission, Admitted, Limits};
 
@@ -29,7 +35,7 @@ use crate::ensemble::{Ensemble, ItemAnswer, ItemError, ItemOptions, ValidItem};
 use crate::hooks::{self, Hooks};
 use crate::monitor::live::Monitor;
 use crate::registry::Registry;
-use crate::scheduler::ComputePool;
+use crate::scheduler::{ComputePool, Priority};
 use crate::shadow::ShadowSlot;
 use crate::telemetry;
 
@@ -55,6 +61,20 @@ pub trait Items {
 pub struct Request<I> {
     pub target: Target,
     pub items: I,
+    /// How long the caller waits for the answer, if it says (a gRPC deadline, a `timeout_ms`);
+    /// the server's `--request-timeout` bounds it.
+    pub timeout: Option<Duration>,
+}
+
+impl<I> Request<I> {
+    /// A request for `target` with no timeout of its own.
+    pub fn new(target: Target, items: I) -> Self {
+        Request {
+            target,
+            items,
+            timeout: None,
+        }
+    }
 }
 
 /// What answered a request: the snapshot, and one answer per item in request order.
@@ -179,11 +199,14 @@ impl Service {
 
     /// Answers a request: see the module's docs for the steps.
     pub async fn predict<I: Items>(&self, request: Request<I>) -> Result<Reply, ServiceError> {
+        let arrived = Instant::now();
+        let deadline = Deadlines::of(arrived, request.timeout, self.limits.request_timeout);
         let ensemble = self.snapshot(&request.target)?;
         let items = self.check(&ensemble, request.items)?;
         if !self.ready() {
             return Err(ServiceError::ShuttingDown);
         }
+        self.check_queue_wait()?;
         let admitted = self.admission.try_admit(items.len())?;
         hooks::pass(self.hooks.admitted()).await;
         let count = items.len() as u64;
@@ -192,8 +215,11 @@ impl Service {
         let mirror = self.shadow.pick(&ensemble, &items);
         let monitored = self.monitor.pick(&ensemble, &items);
         // The compute pool batches these rows with every other request's; dropping the ticket
-        // (the client went away) cancels what has not run yet.
-        let answers = self.pool.predict(&ensemble, items).await;
+        // (the client went away, the deadline passed) cancels what has not run yet.
+        let ticket = self
+            .pool
+            .predict_by(Priority::Normal, &ensemble, items, deadline.at());
+        let answers = deadline.bound(ticket.within_member_timeouts(arrived)).await;
         if let Ok(answers) = &answers {
             telemetry::items_scored(count);
             if let Some(mirror) = mirror {
@@ -207,6 +233,23 @@ impl Service {
         Ok(Reply {
             ensemble,
             answers: answers?,
+        })
+    }
+
+    /// Refuses a request that would wait longer than `--max-queue-wait` for its turn.
+    fn check_queue_wait(&self) -> Result<(), ServiceError> {
+        let Some(max) = self.limits.max_queue_wait else {
+            return Ok(());
+        };
+        let wait = self.pool.estimated_wait();
+        if wait <= max {
+            return Ok(());
+        }
+        telemetry::rejected("queue_full");
+        Err(ServiceError::QueueFull {
+            wait_ms: wait.as_millis() as u64,
+            max_ms: max.as_millis() as u64,
+            retry_after_s: wait.as_secs_f64().ceil().max(1.0) as u64,
         })
     }
 

@@ -104,6 +104,7 @@ mod tests {
             rules_fired: vec![],
             agreement: 0,
             abstained: None,
+            degraded: None,
             models: None,
         }
     }

@@ -275,6 +275,7 @@ impl EnsembleRef {
         EnsembleRef {
             name: e.name.clone(),
             version: e.version.clone(),
+            digest: e.digest.clone(),
         }
     }
 }

@@ -41,6 +41,8 @@ pub struct Report {
 pub struct EnsembleRef {
     pub name: String,
     pub version: String,
+    #[serde(default)]
+    pub digest: String,
 }
 
 /// Items at each step since staging. `sampled = mirrored + skipped`; once the queue is empty,

@@ -6,14 +6,21 @@
 //! - `shadow`: a candidate answering mirrored live traffic, compared;
 //! - `monitor`: members' influence, the live monitor, prediction drift, the HTML report;
 //! - `cli`: the `lastmile` subcommands as an operator runs them;
+//! - `reliability`: degraded answers, deadlines, cancellation, shedding;
+//! - `provenance`: models from a real MLflow registry, lock files, the digest on every path,
+//!   runs logged to MLflow;
+//! - `batch`: `lastmile batch` in every format, resumed after SIGKILL, and the Spark helpers;
 //! - `exact`: parity with official fastText and onnxruntime, and what batching must not change.
 //!
 //! Every test builds its server with [`support::TestServer::builder`].
 
+mod batch;
 mod cli;
 mod exact;
 mod hotswap;
 mod monitor;
+mod provenance;
+mod reliability;
 mod serve;
 mod shadow;
 mod support;

@@ -40,7 +40,7 @@ impl Admin for AdminGrpc {
         req: Request<pb::ValidateRequest>,
     ) -> Result<Response<pb::Validation>, Status> {
         let r = req.into_inner();
-        let gate = gate(&r.validation, r.min_accuracy, r.max_drop);
+        let gate = gate(&r.validation, r.min_accuracy, r.max_drop).logged_to(&r.mlflow_experiment);
         Ok(Response::new(self.deployer.validate(&gate).await?))
     }
 
@@ -49,7 +49,7 @@ impl Admin for AdminGrpc {
         req: Request<pb::PromoteRequest>,
     ) -> Result<Response<pb::SwapResult>, Status> {
         let r = req.into_inner();
-        let gate = gate(&r.validation, r.min_accuracy, r.max_drop);
+        let gate = gate(&r.validation, r.min_accuracy, r.max_drop).logged_to(&r.mlflow_experiment);
         Ok(Response::new(self.deployer.promote(&gate).await?))
     }
 
@@ -59,7 +59,7 @@ impl Admin for AdminGrpc {
     ) -> Result<Response<pb::SwapResult>, Status> {
         let r = req.into_inner();
         let manifest = manifest(&r.manifest)?;
-        let gate = gate(&r.validation, r.min_accuracy, r.max_drop);
+        let gate = gate(&r.validation, r.min_accuracy, r.max_drop).logged_to(&r.mlflow_experiment);
         Ok(Response::new(
             self.deployer
                 .deploy(&manifest, &gate, Trigger::Admin)

@@ -69,19 +69,22 @@ async fn load(State(d): Deploy, bytes: Bytes) -> Reply<pb::EnsembleSummary> {
 
 async fn validate(State(d): Deploy, bytes: Bytes) -> Reply<pb::Validation> {
     let req: pb::ValidateRequest = body(&bytes)?;
-    let gate = gate(&req.validation, req.min_accuracy, req.max_drop);
+    let gate =
+        gate(&req.validation, req.min_accuracy, req.max_drop).logged_to(&req.mlflow_experiment);
     Ok(Json(d.validate(&gate).await?))
 }
 
 async fn promote(State(d): Deploy, bytes: Bytes) -> Reply<pb::SwapResult> {
     let req: pb::PromoteRequest = body(&bytes)?;
-    let gate = gate(&req.validation, req.min_accuracy, req.max_drop);
+    let gate =
+        gate(&req.validation, req.min_accuracy, req.max_drop).logged_to(&req.mlflow_experiment);
     Ok(Json(d.promote(&gate).await?))
 }
 
 async fn deploy(State(d): Deploy, bytes: Bytes) -> Reply<pb::SwapResult> {
     let req: pb::DeployRequest = body(&bytes)?;
-    let gate = gate(&req.validation, req.min_accuracy, req.max_drop);
+    let gate =
+        gate(&req.validation, req.min_accuracy, req.max_drop).logged_to(&req.mlflow_experiment);
     Ok(Json(
         d.deploy(&manifest(&req.manifest)?, &gate, Trigger::Admin)
             .await?,

@@ -128,6 +128,7 @@ fn gate(validation: &str, min_accuracy: Option<f64>, max_drop: Option<f64>) -> G
         validation: path(validation),
         min_accuracy,
         max_drop,
+        mlflow_experiment: None,
     }
 }
 

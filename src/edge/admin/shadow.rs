@@ -66,7 +66,8 @@ async fn stop(State(d): State<Arc<Deployer>>, bytes: Bytes) -> Reply<Report> {
 
 async fn promote(State(d): State<Arc<Deployer>>, bytes: Bytes) -> Reply<pb::SwapResult> {
     let req: pb::PromoteRequest = body(&bytes)?;
-    let gate = gate(&req.validation, req.min_accuracy, req.max_drop);
+    let gate =
+        gate(&req.validation, req.min_accuracy, req.max_drop).logged_to(&req.mlflow_experiment);
     Ok(Json(d.promote_shadow(&gate).await?))
 }
 
@@ -111,7 +112,7 @@ impl ShadowService for ShadowGrpc {
         req: Request<pb::PromoteRequest>,
     ) -> Result<Response<pb::SwapResult>, Status> {
         let r = req.into_inner();
-        let gate = gate(&r.validation, r.min_accuracy, r.max_drop);
+        let gate = gate(&r.validation, r.min_accuracy, r.max_drop).logged_to(&r.mlflow_experiment);
         Ok(Response::new(self.deployer.promote_shadow(&gate).await?))
     }
 }
@@ -121,6 +122,7 @@ pub fn to_proto(r: Report) -> pb::ShadowReport {
     let ensemble = |e: crate::shadow::EnsembleRef| pb::EnsembleRef {
         name: e.name,
         version: e.version,
+        digest: e.digest,
     };
     pb::ShadowReport {
         state: r.state,

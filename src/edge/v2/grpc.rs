@@ -99,6 +99,11 @@ impl GrpcInferenceService for V2Grpc {
             platform: m.platform.into(),
             inputs: tensor_meta(m.inputs),
             outputs: tensor_meta(m.outputs),
+            parameters: m
+                .parameters
+                .into_iter()
+                .map(|(k, v)| (k, string_param(v)))
+                .collect(),
         }))
     }
 
@@ -155,6 +160,7 @@ impl GrpcInferenceService for V2Grpc {
         &self,
         req: Request<pb::ModelInferRequest>,
     ) -> Reply<pb::ModelInferResponse> {
+        let timeout = crate::edge::timeout::grpc(req.metadata());
         let req = req.into_inner();
         let inputs = read_inputs(req.inputs, req.raw_input_contents)?;
         let parameters = req.parameters;
@@ -169,6 +175,7 @@ impl GrpcInferenceService for V2Grpc {
                 inputs,
                 param,
                 outputs: named,
+                timeout,
             },
         )
         .await?;
@@ -189,7 +196,10 @@ impl GrpcInferenceService for V2Grpc {
             model_name: e.name.clone(),
             model_version: e.version.clone(),
             id: req.id,
-            parameters: Default::default(),
+            parameters: v2::reply_parameters(&e)
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), string_param(v)))
+                .collect(),
             outputs,
             raw_output_contents,
         }))
@@ -222,6 +232,12 @@ fn read_inputs(
         });
     }
     Ok(tensors)
+}
+
+fn string_param(v: String) -> pb::InferParameter {
+    pb::InferParameter {
+        parameter_choice: Some(pb::infer_parameter::ParameterChoice::StringParam(v)),
+    }
 }
 
 /// A protobuf parameter as the V2 model reads parameters.

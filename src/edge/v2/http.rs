@@ -103,6 +103,11 @@ async fn model_metadata(
         "platform": m.platform,
         "inputs": tensors_json(&m.inputs),
         "outputs": tensors_json(&m.outputs),
+        "parameters": m
+            .parameters
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect::<Map<String, Value>>(),
     })))
 }
 
@@ -169,6 +174,7 @@ async fn infer(
     body: LimitedBody,
 ) -> Result<Response, ApiError> {
     let (head, binary) = split_body(&body)?;
+    let timeout = crate::edge::timeout::http(&body.headers, None)?;
     let request: InferRequest = parse_json(head)?;
     let inputs = read_inputs(request.inputs, binary)?;
     let parameters = request.parameters;
@@ -198,6 +204,7 @@ async fn infer(
             inputs,
             param,
             outputs: named,
+            timeout,
         },
     )
     .await?;
@@ -305,7 +312,16 @@ fn encode_reply(
         }
         outputs.push(output);
     }
-    let mut reply = json!({"model_name": e.name, "model_version": e.version, "outputs": outputs});
+    let parameters: Map<String, Value> = v2::reply_parameters(&e)
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), Value::String(v)))
+        .collect();
+    let mut reply = json!({
+        "model_name": e.name,
+        "model_version": e.version,
+        "parameters": parameters,
+        "outputs": outputs,
+    });
     if let Some(id) = id {
         reply["id"] = Value::String(id);
     }

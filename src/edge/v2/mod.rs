@@ -15,6 +15,11 @@
 //! writes it with `explain` (every model's best labels and its term in the vote, the rules that
 //! fired, the agreement), as JSON text. It is sent when a request names it among its outputs, or
 //! names none and sets the `explain` parameter to true; labels and scores stay as they are.
+//!
+//! Every inference response carries the parameters `ensemble_name`, `ensemble_version` and
+//! `ensemble_digest` ([`reply_parameters`]): the digest names the exact manifest and model bytes
+//! that answered. The model metadata's `parameters` hold the digest and each model's provenance
+//! ([`provenance_parameters`]).
 
 pub mod grpc;
 pub mod http;
@@ -25,6 +30,7 @@ use std::sync::Arc;
 pub use tensors::{check_output_name, decode, InputTensor, Output, OutputData};
 
 use super::error::ApiError;
+use super::timeout;
 use crate::ensemble::{Ensemble, ItemOptions};
 use crate::runtime::InputKind;
 use crate::service::{Request, Service, Target};
@@ -149,6 +155,8 @@ pub struct ModelMetadata {
     pub platform: &'static str,
     pub inputs: Vec<TensorMeta>,
     pub outputs: Vec<TensorMeta>,
+    /// [`provenance_parameters`].
+    pub parameters: Vec<(String, String)>,
 }
 
 pub fn metadata(e: &Ensemble) -> ModelMetadata {
@@ -158,7 +166,36 @@ pub fn metadata(e: &Ensemble) -> ModelMetadata {
         platform: PLATFORM,
         inputs: inputs_meta(e),
         outputs: outputs_meta(),
+        parameters: provenance_parameters(e),
     }
+}
+
+/// The parameters every inference response carries: which ensemble answered, to the byte.
+pub fn reply_parameters(e: &Ensemble) -> [(&'static str, String); 3] {
+    [
+        ("ensemble_name", e.name.clone()),
+        ("ensemble_version", e.version.clone()),
+        ("ensemble_digest", e.digest.clone()),
+    ]
+}
+
+/// The model metadata's parameters: the ensemble's digest and manifest hash, then each model's
+/// provenance as `model.NAME.KEY` strings (V2 parameters are flat scalars).
+pub fn provenance_parameters(e: &Ensemble) -> Vec<(String, String)> {
+    let mut out = vec![
+        ("ensemble_digest".to_owned(), e.digest.clone()),
+        ("manifest_sha256".to_owned(), e.manifest_sha256.clone()),
+    ];
+    for m in &e.models {
+        out.push((
+            format!("model.{}.kind", m.spec.name),
+            m.spec.kind.as_str().into(),
+        ));
+        for (k, v) in m.provenance.flat() {
+            out.push((format!("model.{}.{k}", m.spec.name), v));
+        }
+    }
+    out
 }
 
 /// One input or output of Triton's model configuration: dims leave out the batch dimension,
@@ -288,6 +325,9 @@ pub struct Infer<P> {
     pub param: P,
     /// The outputs it names, if it names any.
     pub outputs: Option<Vec<String>>,
+    /// The transport's own word on how long the caller waits (`grpc-timeout`, the HTTP header);
+    /// a `timeout_ms` parameter may shorten it.
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// What answered an inference request, and its outputs in the order asked.
@@ -305,6 +345,15 @@ where
     let param = &req.param;
     let mut options = item_options(param("top_k"), param("candidates"), param("explain"))?;
     let wanted = outputs_for(req.outputs, &mut options)?;
+    let asked = match param("timeout_ms") {
+        None => None,
+        Some(Param::Int(ms)) => Some(timeout::milliseconds(ms, "parameter timeout_ms")?),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "parameter timeout_ms must be an integer number of milliseconds",
+            ))
+        }
+    };
     let top_k = options.top_k;
     let target = Target::Model {
         name: req.model,
@@ -314,7 +363,14 @@ where
         inputs: req.inputs,
         options,
     };
-    let reply = service.predict(Request { target, items }).await?;
+    let timeout = timeout::shorter(req.timeout, asked);
+    let reply = service
+        .predict(Request {
+            target,
+            items,
+            timeout,
+        })
+        .await?;
     // The k every item was asked for, as the request path bounds it.
     let k = top_k.min(reply.ensemble.labels.len());
     let outputs = wanted

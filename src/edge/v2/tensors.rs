@@ -354,6 +354,7 @@ mod tests {
             rules_fired: vec![],
             agreement: 1,
             abstained: None,
+            degraded: None,
             models: None,
         };
         let answers = [answer(&["a", "b"]), answer(&[])];

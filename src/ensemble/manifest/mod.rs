@@ -42,7 +42,36 @@
 //! max_batch = 32                   # most rows in one run (default 32; 1 turns batching off)
 //! max_delay_ms = 0                 # longest a row waits for others while a thread is free
 //!                                  # (default 0: never wait; batches form under load)
+//! timeout_ms = 200                 # optional: past this, counted from the request's admission,
+//!                                  # an item is answered without the model (ONNX runs this long
+//!                                  # are stopped); see `failure` for what a missing member does
+//! sha256 = "9f86d0..."             # optional pin: the file must have this content, else the
+//!                                  # load fails (naming the expected and the found hash)
+//!
+//! [model.provenance]               # optional, any keys: shown with the model wherever it is
+//! training_run = "2026-11-27-a"    # described (GET /v1/ensemble, V2 metadata, check, status)
+//! data_version = "catalogue-v14"
+//! code_commit = "4f1c2e9"
+//! parameters = { dim = 64, epochs = 5 }
 //! ```
+//!
+//! ## Models from the MLflow model registry
+//!
+//! `path` (and an ONNX model's `labels_file`) may be a registry URI instead of a file:
+//! `models:/NAME/VERSION`, `models:/NAME@ALIAS` or `runs:/RUN_ID/PATH`, optionally followed by the
+//! file inside the model's artifacts (`models:/catalogue-ft/3/model.bin`; without one, the
+//! artifacts must hold exactly one file of the model's kind: `.bin`/`.ftz` for fastText, `.onnx`).
+//! Only such files (and `.txt` label files) are ever fetched; a pickled pyfunc never is.
+//!
+//! ```toml
+//! [mlflow]
+//! tracking_uri = "http://mlflow.internal:5000"   # else MLFLOW_TRACKING_URI
+//! ```
+//!
+//! Each load resolves the URI through the tracking server (alias → version → run → artifact)
+//! and keeps the file in a local content-addressed cache (`--model-cache`), downloaded once. A
+//! lock file beside the manifest (`M.lock`, written by `lastmile lock M`) pins every model to the
+//! version and content it resolved to then: see [`crate::ensemble::source`].
 //!
 //! `weight`, `temperature` and `group`, the `[vote]` table and the `[[rule]]` list belong to the
 //! combiner: see [`crate::combine`]. The `[monitor]` table (drift thresholds) is documented in
@@ -58,12 +87,16 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::combine::{RuleConfig, VoteConfig};
+mod failure;
 mod model;
 mod monitor;
 
 pub use monitor::MonitorConfig;
 
+pub use failure::FailurePolicy;
+
 use crate::ensemble::sha256_hex;
+use crate::ensemble::source::RegistryUri;
 use crate::runtime::onnx::{Feed, OnnxLabels, ScoreKind};
 
 /// A manifest that cannot be served: where, and why.
@@ -156,7 +189,19 @@ pub struct ModelSpec {
     /// Line of each key the entry (or `[defaults]`) sets.
     pub key_lines: BTreeMap<String, usize>,
     pub kind: ModelKind,
+    /// The model file (for a registry source, empty until the load fetches it).
     pub path: PathBuf,
+    /// `path` as the manifest writes it.
+    pub source: String,
+    /// The registry URI `path` is, if it is one.
+    pub registry: Option<RegistryUri>,
+    /// The `sha256` pin: the model file must have this content.
+    pub sha256: Option<String>,
+    /// `labels_file` as the manifest writes it, and the registry URI it is, if it is one.
+    pub labels_source: Option<String>,
+    pub labels_registry: Option<RegistryUri>,
+    /// The `[model.provenance]` table, flattened.
+    pub declared: BTreeMap<String, String>,
     /// Request fields the model reads (for `Feed::Features`, exactly one).
     pub fields: Vec<String>,
     pub feed: Feed,
@@ -167,12 +212,17 @@ pub struct ModelSpec {
     pub temperature: f32,
     pub group: Option<String>,
     pub batch: BatchConfig,
+    /// How long the model may take to answer an item once its request is admitted (queueing
+    /// included); past it the item is answered without it (see [`FailurePolicy`]).
+    pub timeout: Option<Duration>,
 }
 
 /// A parsed and checked manifest. Models are not loaded yet.
 #[derive(Debug, Clone)]
 pub struct Manifest {
     pub path: PathBuf,
+    /// The MLflow tracking server registry URIs are resolved against (`[mlflow] tracking_uri`).
+    pub tracking_uri: Option<String>,
     /// sha256 of the manifest text that was parsed (hex): what a deploy compares, never a
     /// second read of a file that may have changed since.
     pub sha256: String,
@@ -190,6 +240,8 @@ pub struct Manifest {
     pub rules: Vec<RuleConfig>,
     /// `[monitor]`: how prediction drift is judged.
     pub monitor: MonitorConfig,
+    /// What an item's answer does when a member fails or runs out of time.
+    pub failure: FailurePolicy,
     /// Line of the `[vote]` table and of each `[[rule]]`, for the combiner's errors.
     pub vote_line: Option<usize>,
     pub rule_lines: Vec<usize>,
@@ -218,10 +270,21 @@ struct RawManifest {
     rules: Vec<Spanned<RuleConfig>>,
     #[serde(default)]
     monitor: monitor::RawMonitor,
+    on_member_failure: Option<Spanned<String>>,
+    min_members: Option<Spanned<i64>>,
+    quorum: Option<Spanned<BTreeMap<String, i64>>>,
+    mlflow: Option<MlflowTable>,
+}
+
+/// `[mlflow]`: where registry URIs are resolved.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MlflowTable {
+    tracking_uri: Option<String>,
 }
 
 /// Keys `[defaults]` may not set: they identify one model.
-const PER_MODEL_ONLY: [&str; 2] = ["name", "path"];
+const PER_MODEL_ONLY: [&str; 3] = ["name", "path", "sha256"];
 
 impl Manifest {
     /// Reads and checks the manifest at `path`.
@@ -426,9 +489,21 @@ impl Parser<'_> {
                 field: Some(format!("monitor.{key}")),
                 ..self.error(None, reason)
             })?;
+        let failure = self.failure_policy(
+            failure::RawFailure {
+                on_member_failure: raw.on_member_failure,
+                min_members: raw.min_members,
+                quorum: raw.quorum,
+            },
+            &models,
+        )?;
 
         Ok(Manifest {
             path: self.file.to_owned(),
+            tracking_uri: raw
+                .mlflow
+                .and_then(|m| m.tracking_uri)
+                .filter(|u| !u.trim().is_empty()),
             sha256: sha256_hex(self.text.as_bytes()),
             name: raw.name,
             version,
@@ -446,6 +521,7 @@ impl Parser<'_> {
                 .collect(),
             rules: raw.rules.into_iter().map(Spanned::into_inner).collect(),
             monitor,
+            failure,
         })
     }
 }

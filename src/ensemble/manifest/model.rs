@@ -9,6 +9,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{BatchConfig, LabelSource, ManifestError, ModelKind, ModelSpec, OnnxBinding, Parser};
+use crate::ensemble::provenance::flatten_declared;
+use crate::ensemble::source::RegistryUri;
 use crate::runtime::onnx::{Feed, ScoreKind};
 
 #[derive(Deserialize)]
@@ -32,6 +34,9 @@ struct RawModel {
     group: Option<String>,
     max_batch: Option<usize>,
     max_delay_ms: Option<f64>,
+    timeout_ms: Option<f64>,
+    sha256: Option<String>,
+    provenance: Option<toml::Table>,
 }
 
 impl Parser<'_> {
@@ -43,18 +48,20 @@ impl Parser<'_> {
     ) -> Result<ModelSpec, ManifestError> {
         let at = Entry::new(self, entry, defaults_span);
         let mut raw = at.merged(defaults)?;
-        let (kind, path) = at.common_keys(&raw)?;
+        let (kind, path, registry) = at.common_keys(&raw)?;
+        let sha256 = at.pin(raw.sha256.as_deref())?;
         let (fields, feed) = at.fields(raw.fields.take(), raw.feed.as_deref())?;
         let (weight, temperature) = at.vote_keys(&raw)?;
         let batch = at.batching(&raw)?;
-        let (labels, onnx) = match kind {
+        let timeout = at.timeout(&raw)?;
+        let (labels, labels_registry, onnx) = match kind {
             ModelKind::FastText => {
                 at.no_onnx_keys(&raw, &feed)?;
-                (LabelSource::Model, None)
+                (LabelSource::Model, None, None)
             }
             ModelKind::Onnx => {
-                let labels = at.label_source(&raw)?;
-                (labels, Some(at.onnx_binding(&mut raw)?))
+                let (labels, registry) = at.label_source(&raw)?;
+                (labels, registry, Some(at.onnx_binding(&mut raw)?))
             }
         };
         let key_lines = at
@@ -69,6 +76,16 @@ impl Parser<'_> {
             key_lines,
             kind,
             path,
+            source: raw.path,
+            registry,
+            sha256,
+            labels_source: raw.labels_file,
+            labels_registry,
+            declared: raw
+                .provenance
+                .as_ref()
+                .map(flatten_declared)
+                .unwrap_or_default(),
             fields,
             feed,
             labels,
@@ -77,6 +94,7 @@ impl Parser<'_> {
             temperature,
             group: raw.group,
             batch,
+            timeout,
         })
     }
 }
@@ -146,8 +164,12 @@ impl<'p> Entry<'p> {
             })
     }
 
-    /// The keys every model has: `name`, `kind` and `path` (which must exist).
-    fn common_keys(&self, raw: &RawModel) -> Result<(ModelKind, PathBuf), ManifestError> {
+    /// The keys every model has: `name`, `kind` and `path` (a file that must exist, or a
+    /// registry URI, resolved when the model is loaded).
+    fn common_keys(
+        &self,
+        raw: &RawModel,
+    ) -> Result<(ModelKind, PathBuf, Option<RegistryUri>), ManifestError> {
         if raw.name.trim().is_empty() {
             return Err(self.fail(Some("name"), "must not be empty".into()));
         }
@@ -161,6 +183,10 @@ impl<'p> Entry<'p> {
                 ))
             }
         };
+        if RegistryUri::looks_like(&raw.path) {
+            let uri = RegistryUri::parse(&raw.path).map_err(|e| self.fail(Some("path"), e))?;
+            return Ok((kind, PathBuf::new(), Some(uri)));
+        }
         let path = self.parser.resolve(&raw.path);
         if !path.is_file() {
             return Err(self.fail(
@@ -168,7 +194,25 @@ impl<'p> Entry<'p> {
                 format!("model file {} does not exist", path.display()),
             ));
         }
-        Ok((kind, path))
+        Ok((kind, path, None))
+    }
+
+    /// The `sha256` pin, if given: 64 hex digits (a `sha256:` prefix is allowed).
+    fn pin(&self, pin: Option<&str>) -> Result<Option<String>, ManifestError> {
+        let Some(pin) = pin else {
+            return Ok(None);
+        };
+        let hex = pin
+            .strip_prefix("sha256:")
+            .unwrap_or(pin)
+            .to_ascii_lowercase();
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(self.fail(
+                Some("sha256"),
+                format!("expected the model file's sha256 as 64 hex digits, got {pin:?}"),
+            ));
+        }
+        Ok(Some(hex))
     }
 
     /// The request fields the model reads and how it reads them (`feed`).
@@ -250,6 +294,20 @@ impl<'p> Entry<'p> {
         })
     }
 
+    /// How long the model may take to answer an item: `timeout_ms`.
+    fn timeout(&self, raw: &RawModel) -> Result<Option<std::time::Duration>, ManifestError> {
+        let Some(ms) = raw.timeout_ms else {
+            return Ok(None);
+        };
+        if !(ms.is_finite() && ms > 0.0 && ms <= 3_600_000.0) {
+            return Err(self.fail(
+                Some("timeout_ms"),
+                format!("must be a number of milliseconds > 0 and at most 3600000, got {ms}"),
+            ));
+        }
+        Ok(Some(std::time::Duration::from_secs_f64(ms / 1000.0)))
+    }
+
     /// A fastText model reads text and carries its labels: no ONNX binding or label key.
     fn no_onnx_keys(&self, raw: &RawModel, feed: &Feed) -> Result<(), ManifestError> {
         let onnx_only = [
@@ -269,15 +327,24 @@ impl<'p> Entry<'p> {
         Ok(())
     }
 
-    /// Where an ONNX model's labels come from: exactly one of the label keys.
-    fn label_source(&self, raw: &RawModel) -> Result<LabelSource, ManifestError> {
+    /// Where an ONNX model's labels come from: exactly one of the label keys (a labels file may
+    /// be a registry URI).
+    fn label_source(
+        &self,
+        raw: &RawModel,
+    ) -> Result<(LabelSource, Option<RegistryUri>), ManifestError> {
         let label_keys = label_keys(raw);
         let given: Vec<&str> = label_keys.iter().filter(|k| k.1).map(|k| k.0).collect();
         let labels = match given.as_slice() {
-            ["labels_file"] => LabelSource::File(
-                self.parser
-                    .resolve(raw.labels_file.as_deref().expect("checked above")),
-            ),
+            ["labels_file"] => {
+                let file = raw.labels_file.as_deref().expect("checked above");
+                if RegistryUri::looks_like(file) {
+                    let uri =
+                        RegistryUri::parse(file).map_err(|e| self.fail(Some("labels_file"), e))?;
+                    return Ok((LabelSource::File(PathBuf::new()), Some(uri)));
+                }
+                LabelSource::File(self.parser.resolve(file))
+            }
             ["labels_metadata"] => {
                 LabelSource::Metadata(raw.labels_metadata.clone().expect("checked above"))
             }
@@ -302,7 +369,7 @@ impl<'p> Entry<'p> {
                 ));
             }
         }
-        Ok(labels)
+        Ok((labels, None))
     }
 
     /// How an ONNX model runs (input, output, scores, threads); takes the names out of `raw`.

@@ -226,7 +226,8 @@ mod tests {
         assert_eq!(f[0].compute_share, 0.75);
         assert_eq!(f[1].winner_share, 0.75);
         assert_eq!((w.answers().items, w.answers().abstained), (2, 1));
-        assert_eq!(w.work(), (4.0, 0));
+        // 4 label scores per item over its 2 members: 2 per member-item.
+        assert_eq!(w.work(), (2.0, 0));
     }
 
     #[test]

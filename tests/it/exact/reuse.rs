@@ -165,4 +165,23 @@ fn the_digest_is_stable_and_changes_with_any_byte() {
     std::fs::write(&ova, bytes).unwrap();
     let after = Ensemble::load(&copy, 1).unwrap();
     assert_ne!(after.digest, before.digest, "one model file changed");
+
+    // An ONNX model's labels file is part of the model: the same labels, reordered.
+    let labels = dir.path().join("labels.txt");
+    let original = crate::support::onnx("tfidf_lr_nozipmap.labels.txt");
+    let text = std::fs::read_to_string(&copy)
+        .unwrap()
+        .replace(&original, &labels.display().to_string());
+    std::fs::write(&copy, text).unwrap();
+    std::fs::copy(&original, &labels).unwrap();
+    let same_labels = Ensemble::load(&copy, 1).unwrap();
+    let mut lines: Vec<String> = std::fs::read_to_string(&labels)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    lines.swap(0, 1);
+    std::fs::write(&labels, lines.join("\n") + "\n").unwrap();
+    let swapped = Ensemble::load(&copy, 1).unwrap();
+    assert_ne!(swapped.digest, same_labels.digest, "a labels file changed");
 }

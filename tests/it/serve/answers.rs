@@ -40,7 +40,11 @@ async fn batch_and_single_answers_equal_the_ensemble_on_both_transports() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["ensemble"], json!({"name": "starter", "version": "1"}));
+    let digest = server.live().digest.clone();
+    assert_eq!(
+        body["ensemble"],
+        json!({"name": "starter", "version": "1", "digest": digest})
+    );
     let rest = item_answers(&body);
     assert_eq!(rest, expected);
 

@@ -180,6 +180,7 @@ async fn every_limit_is_refused_naming_its_flag_on_both_transports() {
         max_items_per_request: 3,
         max_field_bytes: 64,
         max_body_bytes: 4096,
+        ..Limits::default()
     };
     let server = TestServer::start(limits).await;
     let mut client = server.own_client().await;

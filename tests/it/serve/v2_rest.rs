@@ -28,8 +28,12 @@ async fn rest_health_metadata_and_model_config() {
 
     let (status, body) = server.get("/v2/models/starter").await;
     assert_eq!(status, 200);
+    let mut meta = json(&body);
+    // The provenance parameters are tested in `provenance`; here, that they are there.
+    let parameters = meta.as_object_mut().unwrap().remove("parameters").unwrap();
+    assert_eq!(parameters["ensemble_digest"], json!(server.live().digest));
     assert_eq!(
-        json(&body),
+        meta,
         json!({
             "name": "starter", "versions": ["1"], "platform": "lastmile_ensemble",
             "inputs": [

@@ -12,7 +12,7 @@ use super::{answers, send, Server};
 use super::{ranked, root, starter, titles, Failing, Slow, TRANSPORTS};
 use crate::support::{Hold, TestServer};
 use futures_util::future::join_all;
-use lastmile::ensemble::Ensemble;
+use lastmile::ensemble::{Ensemble, FailurePolicy};
 use lastmile::runtime::Runtime;
 use lastmile::shadow::{Counts, ShadowSettings};
 
@@ -65,9 +65,11 @@ fn starter_with(server: &Server, wrap: impl Fn(Arc<dyn Runtime>) -> Arc<dyn Runt
 async fn a_failing_shadow_model_fails_only_shadow_items() {
     // It reads the process-wide shadow metrics: alone.
     let server = Arc::new(TestServer::builder().exclusive().start().await);
-    // One model of the shadow fails every batch it runs.
+    // One model of the shadow fails every batch it runs, and the shadow fails an item then
+    // (on_member_failure = "fail"; by default it would answer it degraded).
     let mut shadow = server.load(&starter());
     shadow.models[2].runtime = Arc::new(Failing(Arc::clone(&shadow.models[2].runtime)));
+    shadow.failure = FailurePolicy::fail();
     let failing = shadow.models[2].spec.name.clone();
     let staged = server.stage(Arc::new(shadow), 1.0);
 

@@ -39,6 +39,15 @@ pub struct Answer {
     pub abstained: Option<String>,
     #[serde(default)]
     pub models: Vec<ModelPart>,
+    /// The members a degraded answer was voted without (model, reason).
+    #[serde(default)]
+    pub degraded: Vec<Missing>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Missing {
+    pub model: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -73,6 +82,15 @@ impl Answer {
             rules_fired: a.rules_fired.clone(),
             agreement: a.agreement,
             abstained: a.abstained.clone(),
+            degraded: a
+                .degraded
+                .iter()
+                .flatten()
+                .map(|m| Missing {
+                    model: m.model.clone(),
+                    reason: m.reason.clone(),
+                })
+                .collect(),
             models: a
                 .models
                 .iter()
@@ -101,6 +119,14 @@ impl Answer {
             rules_fired: a.rules_fired.clone(),
             agreement: a.agreement,
             abstained: (!a.abstained.is_empty()).then(|| a.abstained.clone()),
+            degraded: a
+                .degraded
+                .iter()
+                .map(|m| Missing {
+                    model: m.model.clone(),
+                    reason: m.reason.clone(),
+                })
+                .collect(),
             models: a
                 .models
                 .iter()
@@ -133,6 +159,7 @@ impl Answer {
             agreement: 0,
             abstained: None,
             models: Vec::new(),
+            degraded: Vec::new(),
         }
     }
 
@@ -166,10 +193,12 @@ pub fn ranked(answers: &[ItemAnswer]) -> Vec<Ranked> {
         .collect()
 }
 
-/// What a request over any transport got back: the version that answered, one answer per item.
+/// What a request over any transport got back: the version and digest that answered, one
+/// answer per item.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
     pub version: String,
+    pub digest: String,
     pub answers: Vec<Answer>,
 }
 
@@ -218,6 +247,10 @@ async fn rest(http: &str, items: &[Vec<(String, String)>], top_k: usize) -> Resu
             .as_str()
             .unwrap_or_default()
             .to_owned(),
+        digest: body["ensemble"]["digest"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
         answers: body["items"]
             .as_array()
             .ok_or("no items")?
@@ -248,8 +281,10 @@ async fn own_grpc(
         .await
         .map_err(|s| s.to_string())?
         .into_inner();
+    let ensemble = reply.ensemble.unwrap_or_default();
     Ok(Reply {
-        version: reply.ensemble.map(|e| e.version).unwrap_or_default(),
+        version: ensemble.version,
+        digest: ensemble.digest,
         answers: reply.items.iter().map(Answer::from_proto).collect(),
     })
 }
@@ -312,6 +347,10 @@ async fn v2_rest(
             .as_str()
             .unwrap_or_default()
             .to_owned(),
+        digest: body["parameters"]["ensemble_digest"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
         answers: rows(&labels, &scores, top_k),
     })
 }
@@ -352,8 +391,17 @@ async fn v2_grpc(
         .into_inner();
     let labels = decode_bytes(&reply.raw_output_contents[0]);
     let scores = decode_f32(&reply.raw_output_contents[1]);
+    let digest = match reply
+        .parameters
+        .get("ensemble_digest")
+        .and_then(|p| p.parameter_choice.clone())
+    {
+        Some(v2::infer_parameter::ParameterChoice::StringParam(s)) => s,
+        _ => String::new(),
+    };
     Ok(Reply {
         version: reply.model_version,
+        digest,
         answers: rows(&labels, &scores, top_k),
     })
 }

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use lastmile::hooks::{Hooks, Pause};
 use tokio::sync::watch;
 
+use crate::support::runtimes::PATIENCE;
+
 /// Work that reaches a hold waits there until [`Hold::release`], so that a test can have
 /// requests (or a deploy, or a shadow batch) in flight for certain without timing anything.
 #[derive(Debug)]
@@ -22,12 +24,18 @@ impl Hold {
         })
     }
 
-    /// Waits until at least `n` pieces of work are held.
+    /// Waits until at least `n` pieces of work are held; panics after [`PATIENCE`] rather
+    /// than hang the suite.
     pub async fn held(&self, n: usize) {
         let mut rx = self.waiting.subscribe();
-        rx.wait_for(|&w| w >= n)
-            .await
-            .expect("the hold owns its sender");
+        let waited = tokio::time::timeout(PATIENCE, rx.wait_for(|&w| w >= n)).await;
+        let waited = waited.unwrap_or_else(|_| {
+            panic!(
+                "gave up waiting for {n} held pieces of work ({} held)",
+                *self.waiting.borrow()
+            )
+        });
+        waited.expect("the hold owns its sender");
     }
 
     /// Lets every held (and later) piece of work through.

@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use lastmile::app::{self, AdminConfig, App, AppConfig, Drained};
 use lastmile::deploy::{DeployConfig, Deployer, Gate};
-use lastmile::ensemble::{Ensemble, ItemAnswer, ItemOptions, ValidItem};
+use lastmile::ensemble::{Ensemble, ItemAnswer, ItemOptions, Loader, Sources, ValidItem};
 use lastmile::monitor::live::{Monitor, MonitorSettings};
 use lastmile::proto::lastmile::v1 as pb;
 use lastmile::registry::{Held, Registry, Trigger};
+use lastmile::runtime::Runtime;
 use lastmile::scheduler::ComputePool;
 use lastmile::service::{Limits, Service};
 use lastmile::shadow::{Shadow, ShadowSettings, ShadowSlot, StageOptions};
@@ -58,17 +59,37 @@ impl Default for AdminOptions {
     }
 }
 
+/// Wraps a live model's runtime (by model name) before the server starts.
+type Wrap = Box<dyn Fn(&str, Arc<dyn Runtime>) -> Arc<dyn Runtime>>;
+
 pub struct Builder {
     manifest: PathBuf,
+    sources: Sources,
+    mlflow_experiment: Option<String>,
     config: AppConfig,
     admin: Option<AdminOptions>,
     hooks: TestHooks,
     exclusive: bool,
+    wrap: Option<Wrap>,
+    threads: usize,
 }
 
 impl Builder {
     pub fn manifest(mut self, manifest: &Path) -> Self {
         self.manifest = manifest.to_owned();
+        self
+    }
+
+    /// Where model files named by registry URIs come from (the startup manifest and every
+    /// candidate).
+    pub fn sources(mut self, sources: Sources) -> Self {
+        self.sources = sources;
+        self
+    }
+
+    /// The server logs every validation to this MLflow experiment.
+    pub fn mlflow_experiment(mut self, experiment: &str) -> Self {
+        self.mlflow_experiment = Some(experiment.to_owned());
         self
     }
 
@@ -122,6 +143,21 @@ impl Builder {
         self
     }
 
+    /// Wraps each live model's runtime (given its name) to make it fail, hang, count...
+    pub fn wrap_models(
+        mut self,
+        wrap: impl Fn(&str, Arc<dyn Runtime>) -> Arc<dyn Runtime> + 'static,
+    ) -> Self {
+        self.wrap = Some(Box::new(wrap));
+        self
+    }
+
+    /// Compute threads (default 2).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+
     /// No other test's server runs while this one does (for tests reading `/metrics`).
     pub fn exclusive(mut self) -> Self {
         self.exclusive = true;
@@ -129,13 +165,34 @@ impl Builder {
     }
 
     pub async fn start(self) -> TestServer {
+        // Bounded: a test hung holding a server fails this one instead of hanging the run.
+        let wait = std::time::Duration::from_secs(600);
         let guard = if self.exclusive {
-            Guard::Alone(SERVERS.write().await)
+            let g = tokio::time::timeout(wait, SERVERS.write()).await;
+            Guard::Alone(g.expect("other tests' servers never stopped"))
         } else {
-            Guard::Shared(SERVERS.read().await)
+            let g = tokio::time::timeout(wait, SERVERS.read()).await;
+            Guard::Shared(g.expect("an exclusive test's server never stopped"))
         };
-        let pool = Arc::new(ComputePool::new(2).expect("a compute pool"));
-        let ensemble = Arc::new(Ensemble::load(&self.manifest, 2).expect("the manifest loads"));
+        let pool = Arc::new(ComputePool::new(self.threads).expect("a compute pool"));
+        let (manifest, sources) = (self.manifest.clone(), self.sources.clone());
+        // Off the async threads: a registry source is fetched with a blocking client.
+        let ensemble = tokio::task::spawn_blocking(move || {
+            let loader = Loader {
+                threads: 2,
+                sources,
+            };
+            Ensemble::load_with(&manifest, &loader, &[]).expect("the manifest loads")
+        })
+        .await
+        .expect("the loader thread");
+        let mut ensemble = ensemble;
+        if let Some(wrap) = &self.wrap {
+            for m in &mut ensemble.models {
+                m.runtime = wrap(&m.spec.name, Arc::clone(&m.runtime));
+            }
+        }
+        let ensemble = Arc::new(ensemble);
         let token = self.admin.as_ref().and_then(|a| a.token.clone());
         let local = || "127.0.0.1:0".parse().unwrap();
         let config = AppConfig {
@@ -150,6 +207,8 @@ impl Builder {
                     gate: a.gate,
                     warmup_items: 4,
                     eval_batch: 16,
+                    sources: self.sources,
+                    mlflow_experiment: self.mlflow_experiment,
                 },
                 keep_previous: a.keep_previous,
                 manifest: a.reload,
@@ -194,10 +253,14 @@ impl TestServer {
     pub fn builder() -> Builder {
         Builder {
             manifest: starter(),
+            sources: Sources::default(),
+            mlflow_experiment: None,
             config: AppConfig::default(),
             admin: None,
             hooks: TestHooks::default(),
             exclusive: false,
+            wrap: None,
+            threads: 2,
         }
     }
 

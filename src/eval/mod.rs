@@ -1,6 +1,9 @@
 //! Measuring an ensemble on labelled data: top-1 and top-5 accuracy, macro-F1 and throughput, for
 //! the ensemble and for each of its models on the same items. `lastmile eval` prints it; the
-//! promotion gate of a hot swap compares two of these.
+//! promotion gate of a hot swap compares two of these. [`record`] writes one down: as a table,
+//! and as an MLflow run.
+
+pub mod record;
 
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -99,6 +102,8 @@ pub struct Metrics {
 pub struct Report {
     pub ensemble: String,
     pub version: String,
+    /// The ensemble digest: the exact manifest and model bytes measured.
+    pub digest: String,
     pub items: usize,
     /// Items whose right answer is not a label of the ensemble (they count as misses).
     pub unknown_labels: usize,
@@ -235,6 +240,7 @@ pub fn evaluate_observing(
     Ok(Report {
         ensemble: ensemble.name.clone(),
         version: ensemble.version.clone(),
+        digest: ensemble.digest.clone(),
         items: n,
         unknown_labels: data
             .iter()

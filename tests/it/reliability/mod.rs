@@ -1,0 +1,39 @@
+//! Reliability under faults: a member that fails, panics or hangs is left out of the vote
+//! (`degraded`); a request's deadline drops its queued work, and so does a client that goes away
+//! (`deadlines`); work that would wait too long for the compute threads is refused at once
+//! (`shedding`). Members are made to fail or hang by wrapping their runtimes
+//! (`support::runtimes`); gates hold compute threads where a test needs them held, so nothing
+//! here depends on timing.
+
+mod deadlines;
+mod degraded;
+mod shedding;
+
+use std::path::{Path, PathBuf};
+
+use crate::support::starter_variant;
+
+/// The starter manifest without model `name` (its whole `[[model]]` entry), as version `version`.
+pub(crate) fn starter_without(dir: &Path, name: &str, version: &str) -> PathBuf {
+    starter_variant(dir, version, |text| {
+        let mut parts: Vec<&str> = text.split("\n[[model]]\n").collect();
+        let before = parts.len();
+        parts.retain(|p| !p.starts_with(&format!("name = \"{name}\"")));
+        assert_eq!(parts.len(), before - 1, "the starter has a model {name:?}");
+        parts.join("\n[[model]]\n")
+    })
+}
+
+/// The starter manifest with `lines` added to model `name`'s entry.
+pub(crate) fn starter_with(dir: &Path, name: &str, lines: &str) -> PathBuf {
+    starter_variant(dir, "1", |text| {
+        let header = format!("\n[[model]]\nname = \"{name}\"\n");
+        assert!(text.contains(&header), "the starter has a model {name:?}");
+        text.replace(&header, &format!("{header}{lines}\n"))
+    })
+}
+
+/// The starter manifest with top-level `keys` first and `tables` at the end.
+pub(crate) fn starter_keys(dir: &Path, keys: &str, tables: &str) -> PathBuf {
+    starter_variant(dir, "1", |text| format!("{keys}\n{text}\n{tables}\n"))
+}
