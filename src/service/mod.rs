@@ -226,7 +226,7 @@ impl Service {
                 mirror.send(answers);
             }
             if let Some(monitored) = monitored {
-                monitored.send();
+                monitored.send(answers);
             }
         }
         drop(admitted);

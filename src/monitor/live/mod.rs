@@ -21,6 +21,15 @@
 //! statistic, its value and threshold, `lastmile_monitor_drift_alerts_total{statistic}` counts it
 //! and `lastmile_monitor_drift_alert` is 1 until every statistic is back under.
 //!
+//! **Degraded answers.** A live answer voted without a member that failed or ran out of its
+//! `timeout_ms` (a degraded answer) is analysed like any other: the worker scores the item again
+//! with every member (raw scores never degrade: a member failing there fails the batch, counted
+//! in `failed`), so its influence and its place in the drift window are the full ensemble's on
+//! that item, which is what `lastmile zombies` and the validation reference measure. Influence
+//! among a degraded answer's members is never mixed into the window: a member left out has none,
+//! and the others' would be of another vote. The report counts the analysed items whose live
+//! answer was degraded (`degraded`).
+//!
 //! **Cost.** Sampled items are scored a second time: at fraction f the monitor adds about f of
 //! the models' work, at low priority, plus each item's influence (a fraction of a millisecond on
 //! the demo ensemble). The default fraction, 0.01, is measured against saturation throughput by
@@ -42,7 +51,7 @@ pub use report::{LiveReport, ReferenceStatus};
 pub use window::{Point, Record, Window};
 
 use super::drift::Reference;
-use crate::ensemble::{Ensemble, ValidItem};
+use crate::ensemble::{Ensemble, ItemAnswer, ValidItem};
 use crate::scheduler::ComputePool;
 use crate::shadow::{MirrorQueue, Sampler};
 use crate::telemetry;
@@ -107,6 +116,8 @@ pub struct Monitor {
     skipped: AtomicU64,
     analysed: AtomicU64,
     failed: AtomicU64,
+    /// Sampled items whose live answer was degraded.
+    degraded: AtomicU64,
     /// Sampled items not yet analysed or dropped (tests wait for 0).
     outstanding: watch::Sender<u64>,
     /// Bumped whenever a reference changes state.
@@ -155,6 +166,7 @@ impl Monitor {
             skipped: AtomicU64::new(0),
             analysed: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            degraded: AtomicU64::new(0),
             outstanding: watch::Sender::new(0),
             references_changed: watch::Sender::new(0),
             started: Instant::now(),
@@ -186,10 +198,11 @@ impl Monitor {
         if !self.on {
             return None;
         }
-        let picked: Vec<ValidItem> = items
+        let picked: Vec<(usize, ValidItem)> = items
             .iter()
+            .enumerate()
             .filter(|_| self.sampler.pick())
-            .cloned()
+            .map(|(i, item)| (i, item.clone()))
             .collect();
         (!picked.is_empty()).then(|| Pending {
             monitor: self,
@@ -360,21 +373,30 @@ fn statistic_value(
 pub struct Pending<'m> {
     monitor: &'m Monitor,
     ensemble: Arc<Ensemble>,
-    picked: Vec<ValidItem>,
+    /// Each picked item with its place in the request.
+    picked: Vec<(usize, ValidItem)>,
 }
 
 impl Pending<'_> {
-    /// Hands the picked items to the monitor's queue (the request was answered); never waits.
-    /// What does not fit is dropped and counted.
-    pub fn send(self) {
+    /// Hands the picked items to the monitor's queue once the request was answered (`answers`,
+    /// the request's, in order: how many picked items were answered degraded is counted); never
+    /// waits. What does not fit is dropped and counted.
+    pub fn send(self, answers: &[ItemAnswer]) {
         let Pending {
             monitor,
             ensemble,
             picked,
         } = self;
         let n = picked.len() as u64;
+        let degraded = picked
+            .iter()
+            .filter(|(i, _)| answers.get(*i).is_some_and(|a| a.degraded.is_some()))
+            .count();
+        monitor
+            .degraded
+            .fetch_add(degraded as u64, Ordering::Relaxed);
         monitor.outstanding.send_modify(|o| *o += n);
-        let sampled = picked.into_iter().map(|item| Sampled {
+        let sampled = picked.into_iter().map(|(_, item)| Sampled {
             ensemble: Arc::clone(&ensemble),
             item,
         });

@@ -25,6 +25,9 @@ pub struct LiveReport {
     /// Dropped: the queue was full.
     pub skipped: u64,
     pub failed: u64,
+    /// Sampled items whose live answer was degraded (a member missing); analysed, like every
+    /// item, as the full ensemble's vote.
+    pub degraded: u64,
     pub queue_capacity: usize,
     pub queue_depth: usize,
     pub window_max_items: usize,
@@ -114,6 +117,7 @@ impl Monitor {
             analysed: self.analysed.load(Ordering::Relaxed),
             skipped: self.skipped.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
+            degraded: self.degraded.load(Ordering::Relaxed),
             queue_capacity: self.queue.capacity(),
             queue_depth: self.queue.depth(),
             window_max_items: state.window.max_items,
@@ -180,6 +184,7 @@ impl From<&LiveReport> for Page {
             ),
             ("analysed".to_owned(), r.analysed.to_string()),
             ("dropped".to_owned(), r.skipped.to_string()),
+            ("answered degraded".to_owned(), r.degraded.to_string()),
         ];
         let mut notes = Vec::new();
         match &r.drift {
