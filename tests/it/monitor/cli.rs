@@ -172,3 +172,42 @@ fn a_bad_monitor_table_is_refused_with_its_key() {
         "{line}"
     );
 }
+
+/// Leave-one-out computed, not estimated: each member's "without" top-1 in `lastmile zombies` is
+/// exactly `lastmile eval`'s top-1 of the manifest without that member, for every member.
+#[test]
+fn leave_one_out_accuracy_is_evaluating_the_manifest_without_each_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = validation_set(dir.path());
+    let d = data.display().to_string();
+    let m = starter().display().to_string();
+    let out = lastmile(
+        &[
+            "zombies",
+            "--manifest",
+            &m,
+            "--data",
+            &d,
+            "--no-prune",
+            "--json",
+        ],
+        "",
+    );
+    assert_succeeded(&out);
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let members = report["members"].as_array().unwrap();
+    assert_eq!(members.len(), 7);
+    for (i, member) in members.iter().enumerate() {
+        let name = member["name"].as_str().unwrap();
+        let without = crate::reliability::starter_without(dir.path(), name, &format!("{}", i + 2));
+        let w = without.display().to_string();
+        let eval = lastmile(&["eval", "--manifest", &w, "--data", &d, "--json"], "");
+        assert_succeeded(&eval);
+        let eval: Value = serde_json::from_str(&stdout(&eval)).unwrap();
+        assert_eq!(
+            member["without_top1"].as_f64().unwrap(),
+            eval["overall"]["top1"].as_f64().unwrap(),
+            "the ensemble without {name}"
+        );
+    }
+}
