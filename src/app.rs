@@ -1,6 +1,7 @@
 //! The one place the process is wired: [`start`] binds every listener (the serving HTTP and gRPC
 //! ones, and the admin ones beside them, as siblings), builds the serving state (the registry's
-//! live ensemble, the compute pool, the request path, the shadow slot, the deployer), starts the
+//! live ensemble, the compute pool, the request path, the shadow slot, the live monitor, the
+//! deployer), starts the
 //! reload triggers, and ties all of them to one drain signal. Nothing below imports this module.
 //!
 //! Binding comes first and names the address that is busy; nothing is served until every
@@ -23,9 +24,10 @@ use crate::deploy::{triggers, DeployConfig, Deployer};
 use crate::drain::{Drain, DrainSignal};
 use crate::edge::{self, admin::AdminAuth};
 use crate::hooks::{self, Hooks};
+use crate::monitor::live::{Monitor, MonitorSettings};
 use crate::registry::Registry;
 use crate::scheduler::ComputePool;
-use crate::service::{Limits, Service};
+use crate::service::{Limits, Observers, Service};
 use crate::shadow::{ShadowSettings, ShadowSlot};
 
 /// How to serve.
@@ -42,6 +44,8 @@ pub struct AppConfig {
     pub admin: Option<AdminConfig>,
     /// How shadow ensembles run once one is staged (none is at start).
     pub shadow: ShadowSettings,
+    /// The live monitor (members' influence and drift on sampled traffic).
+    pub monitor: MonitorSettings,
     /// Where tests step in; [`hooks::NoHooks`] otherwise.
     pub hooks: Arc<dyn Hooks>,
 }
@@ -56,6 +60,7 @@ impl Default for AppConfig {
             handle_signals: false,
             admin: None,
             shadow: ShadowSettings::default(),
+            monitor: MonitorSettings::default(),
             hooks: hooks::none(),
         }
     }
@@ -258,15 +263,28 @@ pub async fn start(
 }
 
 /// The request path with no listener, for scoring in this process (`lastmile batch`): the same
-/// [`Service`] over `registry` and `pool`, with `limits`, no shadow and no drain (a batch stops
-/// itself by taking no new chunk).
+/// [`Service`] over `registry` and `pool`, with `limits`, no shadow, the live monitor off and no
+/// drain (a batch stops itself by taking no new chunk).
 pub fn offline(registry: Arc<Registry>, pool: Arc<ComputePool>, limits: Limits) -> Service {
     let hooks = hooks::none();
-    let shadow = Arc::new(ShadowSlot::new(
-        ShadowSettings::default(),
-        Arc::clone(&hooks),
-    ));
-    Service::new(registry, pool, limits, shadow, DrainSignal::never(), hooks)
+    let observers = Observers {
+        shadow: Arc::new(ShadowSlot::new(
+            ShadowSettings::default(),
+            Arc::clone(&hooks),
+        )),
+        monitor: Arc::new(Monitor::new(MonitorSettings {
+            fraction: 0.0,
+            ..MonitorSettings::default()
+        })),
+    };
+    Service::new(
+        registry,
+        pool,
+        limits,
+        observers,
+        DrainSignal::never(),
+        hooks,
+    )
 }
 
 /// The serving state, built once every listener is bound.
@@ -283,11 +301,16 @@ impl Parts {
         let drain = Drain::new();
         let hooks = &config.hooks;
         let shadow = Arc::new(ShadowSlot::new(config.shadow.clone(), Arc::clone(hooks)));
+        let monitor = Arc::new(Monitor::new(config.monitor.clone()));
+        monitor.start(Arc::clone(&pool));
         let service = Arc::new(Service::new(
             Arc::clone(&registry),
             Arc::clone(&pool),
             config.limits,
-            Arc::clone(&shadow),
+            Observers {
+                shadow: Arc::clone(&shadow),
+                monitor: Arc::clone(&monitor),
+            },
             drain.signal(),
             Arc::clone(hooks),
         ));
@@ -297,6 +320,7 @@ impl Parts {
                 registry,
                 pool,
                 shadow,
+                monitor,
                 admin.deploy.clone(),
                 drain.signal(),
                 Arc::clone(hooks),

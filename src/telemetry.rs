@@ -41,6 +41,52 @@ pub const LOAD_DURATION: &str = "lastmile_registry_load_duration_seconds";
 /// Time to validate a candidate (the candidate and the live ensemble on the validation set).
 pub const VALIDATION_DURATION: &str = "lastmile_registry_validation_duration_seconds";
 
+/// Every metric name the process exports (histograms also as `_bucket`, `_sum`, `_count`):
+/// what dashboards may name.
+pub fn names() -> Vec<&'static str> {
+    vec![
+        REQUESTS_TOTAL,
+        REQUEST_DURATION,
+        ITEMS_IN_FLIGHT,
+        ITEMS_TOTAL,
+        REJECTED_TOTAL,
+        MODEL_RUN_DURATION,
+        BATCH_ROWS,
+        QUEUE_WAIT,
+        QUEUE_ROWS,
+        MODELS_LOADED,
+        ENSEMBLE_INFO,
+        SWAPS_TOTAL,
+        LOAD_DURATION,
+        VALIDATION_DURATION,
+        SHADOW_MIRRORED,
+        SHADOW_SKIPPED,
+        SHADOW_COMPARED,
+        SHADOW_FAILED,
+        SHADOW_QUEUE,
+        SHADOW_DURATION,
+        SHADOW_TOP1_AGREEMENT,
+        SHADOW_TOPK_OVERLAP,
+        MONITOR_SAMPLED,
+        MONITOR_SKIPPED,
+        MONITOR_ANALYSED,
+        MONITOR_QUEUE,
+        MONITOR_WINDOW,
+        MONITOR_PIVOTAL,
+        MONITOR_AGREEMENT,
+        MONITOR_WINNER_SHARE,
+        MONITOR_COMPUTE_SHARE,
+        MONITOR_PSI,
+        MONITOR_JS,
+        MONITOR_CONFIDENCE_PSI,
+        MONITOR_ABSTENTION,
+        MONITOR_ABSTENTION_CHANGE,
+        MONITOR_CONFIDENCE,
+        MONITOR_ALERT,
+        MONITOR_ALERTS,
+    ]
+}
+
 /// Histogram buckets (seconds): 50 µs to 10 s, roughly ×2.5 apart.
 const BUCKETS: &[f64] = &[
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
@@ -82,6 +128,7 @@ pub fn install() -> Option<&'static PrometheusHandle> {
             metrics::set_global_recorder(recorder).ok()?;
             describe();
             describe_shadow();
+            describe_monitor();
             Some(handle)
         })
         .as_ref()
@@ -302,4 +349,147 @@ pub fn shadow_compared(
         }
     }
     metrics::gauge!(SHADOW_QUEUE).set(depth as f64);
+}
+
+/// The live monitor (see `crate::monitor::live`): live items sampled for analysis.
+pub const MONITOR_SAMPLED: &str = "lastmile_monitor_sampled_items_total";
+/// Sampled items dropped because the monitor's queue was full.
+pub const MONITOR_SKIPPED: &str = "lastmile_monitor_skipped_items_total";
+/// Sampled items re-scored and analysed (influence and drift).
+pub const MONITOR_ANALYSED: &str = "lastmile_monitor_analysed_items_total";
+/// Sampled items waiting in the monitor's queue.
+pub const MONITOR_QUEUE: &str = "lastmile_monitor_queue_items";
+/// Items in the monitor's rolling window.
+pub const MONITOR_WINDOW: &str = "lastmile_monitor_window_items";
+/// Per `model`, over the window: share of items on which leaving it out changes the answer.
+pub const MONITOR_PIVOTAL: &str = "lastmile_monitor_member_pivotal_ratio";
+/// Per `model`: share of answered items whose first label is its own best label.
+pub const MONITOR_AGREEMENT: &str = "lastmile_monitor_member_agreement_ratio";
+/// Per `model`: mean share of the winner's voted score.
+pub const MONITOR_WINNER_SHARE: &str = "lastmile_monitor_member_winner_share_ratio";
+/// Per `model`: share of the ensemble's model time.
+pub const MONITOR_COMPUTE_SHARE: &str = "lastmile_monitor_member_compute_share_ratio";
+/// Population stability index of the window's label buckets against the reference.
+pub const MONITOR_PSI: &str = "lastmile_monitor_drift_psi";
+/// Jensen-Shannon distance (0 to 1) of the window's label buckets against the reference.
+pub const MONITOR_JS: &str = "lastmile_monitor_drift_js_distance";
+/// Population stability index of the window's confidence histogram against the reference.
+pub const MONITOR_CONFIDENCE_PSI: &str = "lastmile_monitor_drift_confidence_psi";
+/// Share of the window's items without an answer.
+pub const MONITOR_ABSTENTION: &str = "lastmile_monitor_abstention_ratio";
+/// The window's abstention rate minus the reference's.
+pub const MONITOR_ABSTENTION_CHANGE: &str = "lastmile_monitor_abstention_change_ratio";
+/// Share of the window's answers whose first-label score is in `bin` (its lower edge, 0.0 to
+/// 0.9), and the reference's (`source` = `window` or `reference`).
+pub const MONITOR_CONFIDENCE: &str = "lastmile_monitor_confidence_ratio";
+/// 1 while a drift statistic is above its `[monitor]` threshold, else 0.
+pub const MONITOR_ALERT: &str = "lastmile_monitor_drift_alert";
+/// Times a drift statistic crossed its threshold, by `statistic`.
+pub const MONITOR_ALERTS: &str = "lastmile_monitor_drift_alerts_total";
+
+fn describe_monitor() {
+    metrics::describe_counter!(MONITOR_SAMPLED, "Live items sampled for the monitor.");
+    metrics::describe_counter!(
+        MONITOR_SKIPPED,
+        "Sampled live items dropped: the monitor queue was full."
+    );
+    metrics::describe_counter!(MONITOR_ANALYSED, "Sampled items re-scored and analysed.");
+    metrics::describe_gauge!(MONITOR_QUEUE, "Sampled items waiting for the monitor.");
+    metrics::describe_gauge!(MONITOR_WINDOW, "Items in the monitor's rolling window.");
+    metrics::describe_gauge!(
+        MONITOR_PIVOTAL,
+        "Share of the window's items on which leaving the model out changes the answer."
+    );
+    metrics::describe_gauge!(
+        MONITOR_AGREEMENT,
+        "Share of answered items whose first label is the model's own best label."
+    );
+    metrics::describe_gauge!(
+        MONITOR_WINNER_SHARE,
+        "The model's mean share of the winner's voted score."
+    );
+    metrics::describe_gauge!(MONITOR_COMPUTE_SHARE, "The model's share of model time.");
+    metrics::describe_gauge!(
+        MONITOR_PSI,
+        "PSI of the answers' label buckets against the reference."
+    );
+    metrics::describe_gauge!(
+        MONITOR_JS,
+        "Jensen-Shannon distance of the answers' label buckets against the reference."
+    );
+    metrics::describe_gauge!(
+        MONITOR_CONFIDENCE_PSI,
+        "PSI of the answers' confidence histogram against the reference."
+    );
+    metrics::describe_gauge!(
+        MONITOR_ABSTENTION,
+        "Share of the window's items without an answer."
+    );
+    metrics::describe_gauge!(
+        MONITOR_ABSTENTION_CHANGE,
+        "The window's abstention rate minus the reference's."
+    );
+    metrics::describe_gauge!(
+        MONITOR_CONFIDENCE,
+        "Share of answers per first-label score bin, window and reference."
+    );
+    metrics::describe_gauge!(
+        MONITOR_ALERT,
+        "1 while a drift statistic is above its threshold."
+    );
+    metrics::describe_counter!(
+        MONITOR_ALERTS,
+        "Times a drift statistic crossed its threshold, by statistic."
+    );
+}
+
+/// `queued` sampled items went to the monitor's queue, `skipped` did not fit; `depth` now wait.
+pub fn monitor_sampled(queued: u64, skipped: u64, depth: usize) {
+    metrics::counter!(MONITOR_SAMPLED).increment(queued + skipped);
+    if skipped > 0 {
+        metrics::counter!(MONITOR_SKIPPED).increment(skipped);
+    }
+    metrics::gauge!(MONITOR_QUEUE).set(depth as f64);
+}
+
+/// `analysed` items were analysed; the window holds `window` items, `depth` wait.
+pub fn monitor_analysed(analysed: u64, window: usize, depth: usize) {
+    metrics::counter!(MONITOR_ANALYSED).increment(analysed);
+    metrics::gauge!(MONITOR_WINDOW).set(window as f64);
+    metrics::gauge!(MONITOR_QUEUE).set(depth as f64);
+}
+
+/// One member's figures over the window (NaN for a member no longer served).
+pub fn monitor_member(model: &str, pivotal: f64, agreement: f64, share: f64, compute: f64) {
+    let m = || model.to_owned();
+    metrics::gauge!(MONITOR_PIVOTAL, "model" => m()).set(pivotal);
+    metrics::gauge!(MONITOR_AGREEMENT, "model" => m()).set(agreement);
+    metrics::gauge!(MONITOR_WINNER_SHARE, "model" => m()).set(share);
+    metrics::gauge!(MONITOR_COMPUTE_SHARE, "model" => m()).set(compute);
+}
+
+/// The drift statistics of the window (abstention: the window's rate and its change).
+pub fn monitor_drift(psi: f64, js: f64, confidence_psi: f64, abstention: (f64, f64)) {
+    metrics::gauge!(MONITOR_PSI).set(psi);
+    metrics::gauge!(MONITOR_JS).set(js);
+    metrics::gauge!(MONITOR_CONFIDENCE_PSI).set(confidence_psi);
+    metrics::gauge!(MONITOR_ABSTENTION).set(abstention.0);
+    metrics::gauge!(MONITOR_ABSTENTION_CHANGE).set(abstention.1);
+}
+
+/// The confidence histogram of `source` (`window` or `reference`), as shares per bin.
+pub fn monitor_confidence(source: &'static str, shares: &[f64]) {
+    let n = shares.len().max(1);
+    for (b, &v) in shares.iter().enumerate() {
+        let bin = format!("{:.1}", b as f64 / n as f64);
+        metrics::gauge!(MONITOR_CONFIDENCE, "bin" => bin, "source" => source).set(v);
+    }
+}
+
+/// Whether a drift statistic is above its threshold now; `crossed` are those that just crossed.
+pub fn monitor_alert(alert: bool, crossed: &[String]) {
+    metrics::gauge!(MONITOR_ALERT).set(if alert { 1.0 } else { 0.0 });
+    for statistic in crossed {
+        metrics::counter!(MONITOR_ALERTS, "statistic" => statistic.clone()).increment(1);
+    }
 }

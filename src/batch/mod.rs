@@ -11,7 +11,7 @@
 //! - [`read`]: JSON Lines, CSV, Parquet and Arrow IPC in, chunk by chunk;
 //! - [`chunk`]: a chunk as a request, and its rows scored;
 //! - [`pipeline`]: reader thread → requests in flight → writer thread, bounded, in order;
-//! - [`write`]: the four formats out, with the same columns, committed in chunks;
+//! - [`write`](mod@write): the four formats out, with the same columns, committed in chunks;
 //! - [`checkpoint`]: how far a run got, for `--resume`.
 //!
 //! Memory is bounded by the chunks in flight, not the input: [`BatchConfig::chunk_rows`] ×

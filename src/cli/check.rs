@@ -35,6 +35,13 @@ pub fn run(args: CheckArgs) -> Result<(), Failure> {
         threads: args.threads,
         sources: args.sources,
     })?;
+    // The drift reference the manifest names must be readable now, not when traffic comes.
+    if let Some(path) = &ensemble.monitor.reference {
+        lastmile::monitor::drift::Reference::read(path).map_err(|e| Failure {
+            message: format!("{}: `monitor.reference`: {e}", ensemble.manifest.display()),
+            code: 2,
+        })?;
+    }
     if args.json {
         let info = lastmile::edge::ensemble_info(&ensemble);
         println!(

@@ -8,8 +8,9 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use lastmile::ensemble::Ensemble;
 use lastmile::eval::record::run_log;
-use lastmile::eval::{evaluate, read_labelled, LabelledItem, Report};
+use lastmile::eval::{evaluate_observing, read_labelled, LabelledItem, Report};
 use lastmile::mlflow::Client;
+use lastmile::monitor::drift::ReferenceBuilder;
 use lastmile::scheduler::Priority;
 
 use super::{load, EnsembleArgs, Failure};
@@ -33,6 +34,10 @@ pub struct EvalArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Also write the ensemble's answers' distribution on the data (use the validation set) as a
+    /// drift reference, for `[monitor] reference` in the manifest.
+    #[arg(long, env = "LASTMILE_EVAL_WRITE_REFERENCE")]
+    write_reference: Option<PathBuf>,
     /// Also log the evaluation as a run of this MLflow experiment (created if missing): the
     /// ensemble digest and each model's version as params, top-1 / top-5 / macro-F1 of the
     /// ensemble and of each model as metrics, the report as artifacts. The tracking server is the
@@ -52,15 +57,33 @@ pub fn run(args: EvalArgs) -> Result<(), Failure> {
                 .expect("a valid template"),
         )
     };
-    let report = evaluate(&ensemble, &pool, Priority::Normal, &data, args.batch, |n| {
-        bar.inc(n as u64);
-        ControlFlow::Continue(())
-    })
+    let mut reference = ReferenceBuilder::new(&ensemble);
+    let report = evaluate_observing(
+        &ensemble,
+        &pool,
+        Priority::Normal,
+        &data,
+        args.batch,
+        |n| {
+            bar.inc(n as u64);
+            ControlFlow::Continue(())
+        },
+        |a| reference.add(a.predictions.first().map(|p| (p.label.as_str(), p.score))),
+    )
     .map_err(|e| Failure {
         message: e.to_string(),
         code: 1,
     })?;
     bar.finish_and_clear();
+    if let Some(path) = &args.write_reference {
+        let source = format!("{} ({} items)", args.data.display(), data.len());
+        let reference = reference.finish(&ensemble, source);
+        let json = serde_json::to_string_pretty(&reference).expect("references serialise");
+        std::fs::write(path, json).map_err(|e| Failure {
+            message: format!("{}: {e}", path.display()),
+            code: 1,
+        })?;
+    }
     if args.json {
         println!(
             "{}",

@@ -8,8 +8,10 @@ mod deploy;
 mod eval;
 mod lock;
 mod predict;
+mod report;
 mod serve;
 mod shadow;
+mod zombies;
 
 use std::path::PathBuf;
 
@@ -71,6 +73,11 @@ enum Command {
     /// A running server's shadow ensemble (staged with `deploy --shadow`): its comparison with
     /// live, stop it, promote it.
     Shadow(shadow::ShadowArgs),
+    /// Which members still change the ensemble's answers on labelled data: pivotal rate,
+    /// accuracy without each, compute share; and a pruning proposal verified by evaluation.
+    Zombies(zombies::ZombiesArgs),
+    /// Draw a `zombies --json` report as one self-contained HTML page.
+    Report(report::ReportArgs),
 }
 
 /// Where the ensemble comes from and what it runs on; shared by every subcommand that loads one.
@@ -170,6 +177,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Bench(args) => bench::run(args),
         Command::Deploy(args) => deploy::run(args),
         Command::Shadow(args) => shadow::run(args),
+        Command::Zombies(args) => zombies::run(args),
+        Command::Report(args) => report::run(args),
     }
 }
 

@@ -12,6 +12,7 @@ use clap::Args;
 use lastmile::app::{self, AdminConfig, App, AppConfig, Drained};
 use lastmile::deploy::{DeployConfig, Gate};
 use lastmile::ensemble::{Ensemble, LockMode};
+use lastmile::monitor::live::MonitorSettings;
 use lastmile::registry::Registry;
 use lastmile::service::Limits;
 use lastmile::shadow::{LogConfig, ShadowSettings};
@@ -60,7 +61,60 @@ pub struct ServeArgs {
     #[command(flatten)]
     shadow: ShadowArgs,
     #[command(flatten)]
+    monitor: MonitorArgs,
+    #[command(flatten)]
     admin: Box<AdminArgs>,
+}
+
+/// The live monitor: members' influence and prediction drift on a sampled share of live items
+/// (`GET /admin/v1/monitor/report[.html]`, `lastmile_monitor_*` metrics).
+#[derive(Args)]
+struct MonitorArgs {
+    /// Share of live items the monitor analyses (scored again at low priority); 0 turns it off.
+    #[arg(long, env = "LASTMILE_MONITOR_FRACTION", default_value_t = MonitorSettings::default().fraction)]
+    monitor_fraction: f64,
+    /// Seed of the monitor's sampling.
+    #[arg(long, env = "LASTMILE_MONITOR_SEED", default_value_t = 0)]
+    monitor_seed: u64,
+    /// Sampled items waiting for the monitor, at most; beyond, they are dropped and counted.
+    #[arg(long, env = "LASTMILE_MONITOR_QUEUE_ITEMS", default_value_t = MonitorSettings::default().queue_items)]
+    monitor_queue_items: usize,
+    /// The monitor's rolling window: the last N analysed items...
+    #[arg(long, env = "LASTMILE_MONITOR_WINDOW_ITEMS", default_value_t = MonitorSettings::default().window_items)]
+    monitor_window_items: usize,
+    /// ...none older than this many seconds.
+    #[arg(long, env = "LASTMILE_MONITOR_WINDOW_SECONDS", default_value_t = MonitorSettings::default().window.as_secs_f64())]
+    monitor_window_seconds: f64,
+    /// Items of the manifest's validation set scored for a drift reference when neither the
+    /// deploy gate nor `[monitor] reference` gave one.
+    #[arg(long, env = "LASTMILE_MONITOR_REFERENCE_ITEMS", default_value_t = MonitorSettings::default().reference_items)]
+    monitor_reference_items: usize,
+}
+
+impl MonitorArgs {
+    fn settings(self) -> Result<MonitorSettings, Failure> {
+        let usage = |message: &str| Failure {
+            message: message.to_owned(),
+            code: 2,
+        };
+        if !(self.monitor_fraction.is_finite() && (0.0..=1.0).contains(&self.monitor_fraction)) {
+            return Err(usage("--monitor-fraction must be between 0 and 1"));
+        }
+        if !(self.monitor_window_seconds.is_finite() && self.monitor_window_seconds > 0.0) {
+            return Err(usage(
+                "--monitor-window-seconds must be a number of seconds > 0",
+            ));
+        }
+        Ok(MonitorSettings {
+            fraction: self.monitor_fraction,
+            seed: self.monitor_seed,
+            queue_items: self.monitor_queue_items,
+            window_items: self.monitor_window_items.max(1),
+            window: Duration::from_secs_f64(self.monitor_window_seconds),
+            reference_items: self.monitor_reference_items,
+            ..MonitorSettings::default()
+        })
+    }
 }
 
 /// The admin API (hot swap: load, validate, promote, rollback) and what reloads the manifest.
@@ -260,6 +314,7 @@ impl ServeArgs {
             drain_timeout,
             handle_signals: true,
             shadow: self.shadow.settings()?,
+            monitor: self.monitor.settings()?,
             admin: Some(self.admin.config(&self.ensemble)?),
             ..AppConfig::default()
         })
@@ -313,6 +368,10 @@ impl Banner {
                 admin.http_addr,
                 admin.grpc_addr,
                 manifest.display()
+            );
+            println!(
+                "  monitor http://{}/admin/v1/monitor/report.html  (members' influence and drift on sampled traffic)",
+                admin.http_addr
             );
         }
         tracing::info!(%http, %grpc, "serving");

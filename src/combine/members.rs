@@ -20,7 +20,7 @@ use super::{Answer, Combiner, ItemView, Models, Readied, Scratch};
 /// The models of one vote, seated: see the module's docs.
 #[derive(Debug)]
 pub struct Members {
-    pools: Pools,
+    pub(super) pools: Pools,
     /// Indexed like the models given to [`Combiner::new`].
     present: Vec<bool>,
 }

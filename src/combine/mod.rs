@@ -123,10 +123,16 @@
 //! ahead, model by model, as each model's scores arrive ([`Combiner::ready`]); the server does so
 //! on the thread that ran the model, which leaves only the pools and the rules after the last one
 //! ([`Combiner::combine_readied`], with the same answer to the bit).
+//!
+//! **Influence.** [`Combiner::influence`] also says, for each voting model, what the answer would
+//! be without it (exactly the vote of [`Combiner::members`] without it, found without voting
+//! again), whether its own best label is the answer's and its share of the winner's score: see
+//! `influence/mod.rs` for the definitions and the method.
 
 mod answer;
 mod config;
 mod decide;
+mod influence;
 mod mathf;
 mod members;
 mod plan;
@@ -142,9 +148,12 @@ mod tests;
 pub use answer::{Answer, ModelContribution, Prediction};
 pub use config::{
     Action, ConfigError, GroupConfig, RuleConfig, VoteConfig, DEFAULT_AGREEMENT_K, DEFAULT_FLOOR,
-    DEFAULT_RANK_K, DEFAULT_STRATEGY,
+    DEFAULT_RANK_K, DEFAULT_SEPARATOR, DEFAULT_STRATEGY,
 };
+pub use influence::{Influence, MemberInfluence, Work};
 pub use members::Members;
+
+use std::sync::OnceLock;
 
 use smallvec::SmallVec;
 
@@ -197,6 +206,7 @@ pub struct Scratch {
     slots: Vec<u32>,
     needed: Vec<u32>,
     values: Vec<f32>,
+    influence: influence::Buffers,
 }
 
 /// An ensemble's voting and rules, resolved against its label space and request fields once per
@@ -220,6 +230,8 @@ pub struct Combiner {
     rules: Vec<Rule>,
     /// Floats of `Scratch::prepared` (models with a temperature or merged labels).
     prepared_len: usize,
+    /// What [`Combiner::influence`] needs, built on its first item.
+    influence: OnceLock<influence::Prepared>,
 }
 
 /// One model's scores for one item after [`Combiner::ready`]: its best labels, found where the
@@ -228,6 +240,13 @@ pub struct Combiner {
 #[derive(Debug, Clone, Default)]
 pub struct Readied {
     top: SmallVec<[Entry; 8]>,
+}
+
+impl Readied {
+    /// The model's own best label and its score (after temperature), if it scores any above 0.
+    pub fn best(&self) -> Option<(u32, f32)> {
+        self.top.first().map(|e| (e.label, e.score))
+    }
 }
 
 /// Every model's scores for one item, indexed like the models given to [`Combiner::new`].

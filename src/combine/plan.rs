@@ -222,6 +222,7 @@ impl Combiner {
             taxonomy,
             rules,
             prepared_len,
+            influence: std::sync::OnceLock::new(),
         })
     }
 }

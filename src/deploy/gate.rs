@@ -8,12 +8,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::ensemble::Ensemble;
-use crate::eval::{evaluate, read_labelled, Metrics, Report};
+use crate::eval::{evaluate_observing, read_labelled, Metrics, Report};
+use crate::monitor::drift::{Reference, ReferenceBuilder};
 use crate::proto::lastmile::v1 as pb;
 use crate::scheduler::{ComputePool, Priority};
 
-/// An ensemble's evaluation on the validation set, and how many items it read.
-pub(super) type Measured = (Report, usize);
+/// An ensemble's evaluation on the validation set, how many items it read, and its answers'
+/// distribution there (its drift reference).
+pub(super) type Measured = (Report, usize, Reference);
 
 /// Why an ensemble could not be measured on the validation set.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -53,14 +55,17 @@ pub(super) async fn measure_both(
                 true => ControlFlow::Break(()),
                 false => ControlFlow::Continue(()),
             };
-            let report =
-                evaluate(e, &pool, Priority::Low, &items, batch, go_on).map_err(|err| {
-                    MeasureError::Failed {
-                        who,
-                        error: err.to_string(),
-                    }
+            let mut answers = ReferenceBuilder::new(e);
+            let observe = |a: &crate::ensemble::ItemAnswer| {
+                answers.add(a.predictions.first().map(|p| (p.label.as_str(), p.score)));
+            };
+            let report = evaluate_observing(e, &pool, Priority::Low, &items, batch, go_on, observe)
+                .map_err(|err| MeasureError::Failed {
+                    who,
+                    error: err.to_string(),
                 })?;
-            Ok((report, items.len()))
+            let source = format!("{} (validation, {} items)", path.display(), items.len());
+            Ok((report, items.len(), answers.finish(e, source)))
         };
         Ok((measure(&candidate, "candidate")?, measure(&live, "live")?))
     })

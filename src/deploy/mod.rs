@@ -71,6 +71,7 @@ pub use gate::{Decision, Gate, MeasureError};
 use crate::drain::DrainSignal;
 use crate::ensemble::Sources;
 use crate::hooks::Hooks;
+use crate::monitor::live::Monitor;
 use crate::proto::lastmile::v1 as pb;
 use crate::registry::{Held, Registry, Slot, Trigger};
 use crate::scheduler::ComputePool;
@@ -134,6 +135,8 @@ pub struct Deployer {
     registry: Arc<Registry>,
     pool: Arc<ComputePool>,
     shadow: Arc<ShadowSlot>,
+    /// Takes the drift reference of every ensemble validated here.
+    monitor: Arc<Monitor>,
     config: DeployConfig,
     /// One operation at a time.
     busy: tokio::sync::Mutex<()>,
@@ -150,6 +153,7 @@ impl Deployer {
         registry: Arc<Registry>,
         pool: Arc<ComputePool>,
         shadow: Arc<ShadowSlot>,
+        monitor: Arc<Monitor>,
         config: DeployConfig,
         drain: DrainSignal,
         hooks: Arc<dyn Hooks>,
@@ -158,6 +162,7 @@ impl Deployer {
             registry,
             pool,
             shadow,
+            monitor,
             config,
             busy: tokio::sync::Mutex::new(()),
             shadow_busy: tokio::sync::Mutex::new(()),
@@ -187,6 +192,11 @@ impl Deployer {
 
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
+    }
+
+    /// The live monitor, whose report the admin API serves.
+    pub fn monitor(&self) -> &Arc<Monitor> {
+        &self.monitor
     }
 
     /// Every slot, the running shadow included.

@@ -202,7 +202,7 @@ impl Deployer {
         .await;
         telemetry::candidate_validated(started.elapsed());
         let manifest = candidate.ensemble.manifest.clone();
-        let ((cand_metrics, items), (live_metrics, _)) = match measured {
+        let ((cand_metrics, items, cand_ref), (live_metrics, _, live_ref)) = match measured {
             Ok(m) => m,
             Err(MeasureError::Lost(e)) => return Err(DeployError::Internal(e)),
             Err(e) => {
@@ -211,6 +211,13 @@ impl Deployer {
                 return Err(self.reject(Stage::Validate, trigger, &manifest, who, reason, None));
             }
         };
+        // Their answers on the validation set are their drift references (unless a manifest
+        // names a reference file of its own).
+        for (e, r) in [(&candidate.ensemble, cand_ref), (&live, live_ref)] {
+            if e.monitor.reference.is_none() {
+                self.monitor.set_reference(e, r);
+            }
+        }
         let decision = gate.decide(cand_metrics.overall.top1, live_metrics.overall.top1);
         let mut validation = pb::Validation {
             data: data.display().to_string(),

@@ -106,6 +106,8 @@ impl Ensemble {
             combiner,
             vote: manifest.vote.clone(),
             rules: manifest.rules.clone(),
+            monitor: manifest.monitor.clone(),
+            validation: manifest.validation.clone(),
             failure: manifest.failure.clone(),
             load_seconds: started.elapsed().as_secs_f64(),
             reused,

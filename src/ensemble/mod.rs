@@ -69,6 +69,11 @@ pub struct Ensemble {
     /// The manifest's `[vote]` table and rules as written, for describing what is served.
     pub vote: VoteConfig,
     pub rules: Vec<RuleConfig>,
+    /// The manifest's `[monitor]` table: how its prediction drift is judged.
+    pub monitor: manifest::MonitorConfig,
+    /// The manifest's `validation` set (where the monitor takes a drift reference from when it
+    /// has none).
+    pub validation: Option<PathBuf>,
     /// What an item's answer does when a member fails or runs out of time.
     pub failure: FailurePolicy,
     /// Wall time it took to load.
@@ -222,6 +227,12 @@ impl Ensemble {
 
 /// Calls `f` with the combiner's view of `item` and this thread's combining buffers.
 fn combining<T>(item: &ValidItem, f: impl FnOnce(&ItemView<'_>, &mut Scratch) -> T) -> T {
+    with_view(item, |view| SCRATCH.with(|s| f(view, &mut s.borrow_mut())))
+}
+
+/// Calls `f` with the combiner's view of `item`: its text fields and its options. For callers
+/// that combine with buffers of their own (the monitor's analysis).
+pub fn with_view<T>(item: &ValidItem, f: impl FnOnce(&ItemView<'_>) -> T) -> T {
     let fields: Vec<Option<&str>> = item
         .fields
         .iter()
@@ -236,7 +247,7 @@ fn combining<T>(item: &ValidItem, f: impl FnOnce(&ItemView<'_>, &mut Scratch) ->
         candidates: item.options.candidates.as_deref(),
         explain: item.options.explain,
     };
-    SCRATCH.with(|s| f(&view, &mut s.borrow_mut()))
+    f(&view)
 }
 
 /// The ensemble digest: sha256 over the manifest text's sha256 and, in manifest order, every

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::ensemble::{Ensemble, ItemAnswer, ItemOptions, ModelScores, PredictError, ValidItem};
@@ -85,7 +85,7 @@ pub fn read_labelled(
 }
 
 /// Quality and speed of one predictor (the ensemble, or one model) on the evaluation set.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Metrics {
     pub top1: f64,
     pub top5: f64,
@@ -187,7 +187,21 @@ pub fn evaluate(
     priority: Priority,
     data: &[LabelledItem],
     batch: usize,
+    progress: impl FnMut(usize) -> ControlFlow<()>,
+) -> Result<Report, PredictError> {
+    evaluate_observing(ensemble, pool, priority, data, batch, progress, |_| {})
+}
+
+/// [`evaluate`], also handing each item's answer to `observe` (in data order): a drift reference
+/// is built from the answers on the validation set this way.
+pub fn evaluate_observing(
+    ensemble: &Arc<Ensemble>,
+    pool: &ComputePool,
+    priority: Priority,
+    data: &[LabelledItem],
+    batch: usize,
     mut progress: impl FnMut(usize) -> ControlFlow<()>,
+    mut observe: impl FnMut(&ItemAnswer),
 ) -> Result<Report, PredictError> {
     let mut overall = Tally::default();
     let mut models: Vec<Tally> = ensemble.models.iter().map(|_| Tally::default()).collect();
@@ -208,6 +222,7 @@ pub fn evaluate(
             .collect();
         overall.seconds += started.elapsed().as_secs_f64();
         for (answer, truth) in answers.iter().zip(chunk) {
+            observe(answer);
             overall.add(
                 answer.predictions.iter().map(|p| p.label.as_str()),
                 &truth.label,

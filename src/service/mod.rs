@@ -9,13 +9,15 @@
 //!    item's fields ([`Ensemble::validate`]), each text field's size ([`Limits`]);
 //! 3. refuse when the server is draining, else take places among the items in flight
 //!    ([`Admission`]) or refuse at once;
-//! 4. pick the items a staged shadow mirrors ([`ShadowSlot::pick`]);
+//! 4. pick the items a staged shadow mirrors ([`ShadowSlot::pick`]) and those the live monitor
+//!    analyses ([`Monitor::pick`]);
 //! 5. score on the compute pool, never on a tokio thread ([`ComputePool::predict_by`]); a client
 //!    that goes away drops the ticket, which cancels its rows still queued, and so does the
 //!    request's deadline ([`Deadlines`]); a member that has not answered within its
 //!    `timeout_ms` is left out of the items' vote (a degraded answer, see
 //!    `scheduler::job`);
-//! 6. hand the picked items and their live answers to the shadow, without waiting for it.
+//! 6. hand the picked items and their live answers to the shadow and the monitor, without
+//!    waiting for either.
 
 mod deadline;
 mod error;
@@ -31,6 +33,7 @@ pub use limits::{Admission, Admitted, Limits};
 use crate::drain::DrainSignal;
 use crate::ensemble::{Ensemble, ItemAnswer, ItemError, ItemOptions, ValidItem};
 use crate::hooks::{self, Hooks};
+use crate::monitor::live::Monitor;
 use crate::registry::Registry;
 use crate::scheduler::{ComputePool, Priority};
 use crate::shadow::ShadowSlot;
@@ -109,8 +112,16 @@ pub struct Service {
     limits: Limits,
     admission: Admission,
     shadow: Arc<ShadowSlot>,
+    monitor: Arc<Monitor>,
     drain: DrainSignal,
     hooks: Arc<dyn Hooks>,
+}
+
+/// What the request path hands sampled items to, beside the scoring: the shadow slot and the
+/// live monitor.
+pub struct Observers {
+    pub shadow: Arc<ShadowSlot>,
+    pub monitor: Arc<Monitor>,
 }
 
 impl Service {
@@ -118,7 +129,7 @@ impl Service {
         registry: Arc<Registry>,
         pool: Arc<ComputePool>,
         limits: Limits,
-        shadow: Arc<ShadowSlot>,
+        observers: Observers,
         drain: DrainSignal,
         hooks: Arc<dyn Hooks>,
     ) -> Self {
@@ -127,7 +138,8 @@ impl Service {
             registry,
             pool,
             limits,
-            shadow,
+            shadow: observers.shadow,
+            monitor: observers.monitor,
             drain,
             hooks,
         }
@@ -152,6 +164,11 @@ impl Service {
     /// Where a staged shadow is kept (the deployer stages it, the request path mirrors to it).
     pub fn shadow(&self) -> &Arc<ShadowSlot> {
         &self.shadow
+    }
+
+    /// The live monitor (the request path samples items for it).
+    pub fn monitor(&self) -> &Arc<Monitor> {
+        &self.monitor
     }
 
     /// Whether new predictions are taken (false once the drain began).
@@ -196,6 +213,7 @@ impl Service {
         // Which items the shadow (if any) also answers is decided before they go; they are
         // handed to it once the live answers are in, never waiting for it.
         let mirror = self.shadow.pick(&ensemble, &items);
+        let monitored = self.monitor.pick(&ensemble, &items);
         // The compute pool batches these rows with every other request's; dropping the ticket
         // (the client went away, the deadline passed) cancels what has not run yet.
         let ticket = self
@@ -206,6 +224,9 @@ impl Service {
             telemetry::items_scored(count);
             if let Some(mirror) = mirror {
                 mirror.send(answers);
+            }
+            if let Some(monitored) = monitored {
+                monitored.send(answers);
             }
         }
         drop(admitted);

@@ -4,6 +4,7 @@
 //! - `serve`: the serving API over every transport, operations, shutdown, Triton's client;
 //! - `hotswap`: deploys through the validation gate, rollback, auth, reuse, signals, under load;
 //! - `shadow`: a candidate answering mirrored live traffic, compared;
+//! - `monitor`: members' influence, the live monitor, prediction drift, the HTML report;
 //! - `cli`: the `lastmile` subcommands as an operator runs them;
 //! - `reliability`: degraded answers, deadlines, cancellation, shedding;
 //! - `provenance`: models from a real MLflow registry, lock files, the digest on every path,
@@ -20,6 +21,7 @@ mod cli;
 mod exact;
 mod fuzz;
 mod hotswap;
+mod monitor;
 mod provenance;
 mod reliability;
 mod serve;

@@ -8,6 +8,7 @@
 mod cores;
 mod floor;
 mod load;
+mod monitor;
 mod report;
 
 use std::io::BufRead;
@@ -58,6 +59,17 @@ pub struct BenchArgs {
     /// The running server's gRPC address (`http://host:port`), with --rest.
     #[arg(long, requires = "rest", value_name = "URL")]
     grpc: Option<String>,
+    /// Instead of the full run: what the live monitor costs. Serves the ensemble with the monitor
+    /// off and on (at --monitor-fraction), alternately, --rounds times each, at each
+    /// --concurrency over gRPC, and prints the drop in items/s.
+    #[arg(long, env = "LASTMILE_BENCH_MONITOR_COST", conflicts_with = "rest")]
+    monitor_cost: bool,
+    /// The monitor's sampling fraction for --monitor-cost (default: `serve`'s).
+    #[arg(long, env = "LASTMILE_BENCH_MONITOR_FRACTION", default_value_t = lastmile::monitor::live::MonitorSettings::default().fraction)]
+    monitor_fraction: f64,
+    /// Off/on pairs for --monitor-cost.
+    #[arg(long, env = "LASTMILE_BENCH_ROUNDS", default_value_t = 3)]
+    rounds: usize,
 }
 
 pub fn run(args: BenchArgs) -> Result<(), Failure> {
@@ -105,6 +117,21 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
     let generator = load::Generator::new(running.is_none())?;
     if let Some(target) = &running {
         runtime.block_on(check_serves(target, &ensemble))?;
+    }
+
+    if args.monitor_cost {
+        let cost = monitor::Cost {
+            fraction: args.monitor_fraction,
+            clients: args.concurrency.clone(),
+            duration,
+            rounds: args.rounds.max(1),
+        };
+        let items = Arc::new(objects);
+        let rounds = runtime.block_on(monitor::measure(
+            &generator, &ensemble, &pool, &items, &cost,
+        ));
+        print!("{}", monitor::table(&cost, &rounds));
+        return Ok(());
     }
 
     eprintln!("measuring the floor ({} models)...", ensemble.models.len());

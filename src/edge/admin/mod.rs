@@ -1,4 +1,4 @@
-//! The admin API: hot swap and shadow mode over REST and gRPC, on their own addresses (never the
+//! The admin API: hot swap and shadow mode over REST and gRPC, the live monitor's report over REST, on their own addresses (never the
 //! serving ports), every call behind one token check ([`auth`]). The operations are the
 //! [`Deployer`]'s (see [`crate::deploy`] for what a swap does); this module only speaks the wire.
 //!
@@ -25,6 +25,8 @@
 //! | `GET /admin/v1/shadow/report[?top=N]` | | the report (running, or the last stopped shadow's) |
 //! | `POST /admin/v1/shadow/stop` | | the final report |
 //! | `POST /admin/v1/shadow/promote` | as validate | as `/admin/v1/promote` |
+//! | `GET /admin/v1/monitor/report` | | the live monitor's report ([`crate::monitor::live::LiveReport`]): members' influence and drift over the window |
+//! | `GET /admin/v1/monitor/report.html` | | the same drawn as one self-contained HTML page |
 //!
 //! Paths are read by the server (relative ones against its working directory). A rejected
 //! candidate answers 422 `{"code": "rejected", "error": REASON}` (gRPC FAILED_PRECONDITION);
@@ -48,6 +50,7 @@
 pub mod auth;
 mod grpc;
 mod http;
+mod monitor;
 mod shadow;
 
 use std::path::PathBuf;

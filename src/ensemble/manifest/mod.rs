@@ -74,7 +74,8 @@
 //! version and content it resolved to then: see [`crate::ensemble::source`].
 //!
 //! `weight`, `temperature` and `group`, the `[vote]` table and the `[[rule]]` list belong to the
-//! combiner: see [`crate::combine`].
+//! combiner: see [`crate::combine`]. The `[monitor]` table (drift thresholds) is documented in
+//! `monitor.rs` here ([`MonitorConfig`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -88,6 +89,9 @@ use toml::Spanned;
 use crate::combine::{RuleConfig, VoteConfig};
 mod failure;
 mod model;
+mod monitor;
+
+pub use monitor::MonitorConfig;
 
 pub use failure::FailurePolicy;
 
@@ -234,6 +238,8 @@ pub struct Manifest {
     pub models: Vec<ModelSpec>,
     pub vote: VoteConfig,
     pub rules: Vec<RuleConfig>,
+    /// `[monitor]`: how prediction drift is judged.
+    pub monitor: MonitorConfig,
     /// What an item's answer does when a member fails or runs out of time.
     pub failure: FailurePolicy,
     /// Line of the `[vote]` table and of each `[[rule]]`, for the combiner's errors.
@@ -262,6 +268,8 @@ struct RawManifest {
     vote: VoteConfig,
     #[serde(default, rename = "rule")]
     rules: Vec<Spanned<RuleConfig>>,
+    #[serde(default)]
+    monitor: monitor::RawMonitor,
     on_member_failure: Option<Spanned<String>>,
     min_members: Option<Spanned<i64>>,
     quorum: Option<Spanned<BTreeMap<String, i64>>>,
@@ -473,6 +481,14 @@ impl Parser<'_> {
             }
         }
         renames.extend(raw.rename);
+        let monitor = raw
+            .monitor
+            .check(self.dir)
+            .map_err(|(key, reason)| ManifestError {
+                line: self.header_line("[monitor]"),
+                field: Some(format!("monitor.{key}")),
+                ..self.error(None, reason)
+            })?;
         let failure = self.failure_policy(
             failure::RawFailure {
                 on_member_failure: raw.on_member_failure,
@@ -504,6 +520,7 @@ impl Parser<'_> {
                 .map(|r| self.key_line(&r.span(), "type"))
                 .collect(),
             rules: raw.rules.into_iter().map(Spanned::into_inner).collect(),
+            monitor,
             failure,
         })
     }

@@ -17,11 +17,17 @@ use crate::support::starter_variant;
 /// The starter manifest without model `name` (its whole `[[model]]` entry), as version `version`.
 pub(crate) fn starter_without(dir: &Path, name: &str, version: &str) -> PathBuf {
     starter_variant(dir, version, |text| {
-        let mut parts: Vec<&str> = text.split("\n[[model]]\n").collect();
-        let before = parts.len();
-        parts.retain(|p| !p.starts_with(&format!("name = \"{name}\"")));
-        assert_eq!(parts.len(), before - 1, "the starter has a model {name:?}");
-        parts.join("\n[[model]]\n")
+        let mut parts: Vec<String> = text.split("\n[[model]]\n").map(str::to_owned).collect();
+        let at = parts
+            .iter()
+            .position(|p| p.starts_with(&format!("name = \"{name}\"")))
+            .unwrap_or_else(|| panic!("the starter has a model {name:?}"));
+        // The entry ends at the next table (the last model's is followed by `[vote]`).
+        let rest = parts[at].find("\n[").map(|i| parts[at][i..].to_owned());
+        parts.remove(at);
+        let mut text = parts.join("\n[[model]]\n");
+        text += &rest.unwrap_or_default();
+        text
     })
 }
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 use lastmile::app::{self, AdminConfig, App, AppConfig, Drained};
 use lastmile::deploy::{DeployConfig, Deployer, Gate};
 use lastmile::ensemble::{Ensemble, ItemAnswer, ItemOptions, Loader, Sources, ValidItem};
+use lastmile::monitor::live::{Monitor, MonitorSettings};
 use lastmile::proto::lastmile::v1 as pb;
 use lastmile::registry::{Held, Registry, Trigger};
 use lastmile::runtime::Runtime;
@@ -117,6 +118,12 @@ impl Builder {
 
     pub fn shadow(mut self, settings: ShadowSettings) -> Self {
         self.config.shadow = settings;
+        self
+    }
+
+    /// How the live monitor runs (the default samples 1 % of items).
+    pub fn monitor(mut self, settings: MonitorSettings) -> Self {
+        self.config.monitor = settings;
         self
     }
 
@@ -289,6 +296,10 @@ impl TestServer {
 
     pub fn shadow_slot(&self) -> &Arc<ShadowSlot> {
         self.service().shadow()
+    }
+
+    pub fn monitor(&self) -> &Arc<Monitor> {
+        self.service().monitor()
     }
 
     pub fn deployer(&self) -> &Arc<Deployer> {
