@@ -216,16 +216,7 @@ impl ArrowReader {
             match text(batch.column(*c), i) {
                 None => cells.push(None),
                 Some(Ok(t)) => cells.push(Some(t.to_owned())),
-                Some(Err(e)) => {
-                    return bad(
-                        number,
-                        id,
-                        format!(
-                            "field {field:?}: not UTF-8 (invalid byte at {})",
-                            e.valid_up_to() + 1
-                        ),
-                    )
-                }
+                Some(Err(e)) => return bad(number, id, super::not_utf8(field, e)),
             }
         }
         InputRow {

@@ -104,16 +104,7 @@ impl<R: Read + Send> CsvReader<R> {
             }
             match std::str::from_utf8(cell) {
                 Ok(text) => cells.push(Some(text.to_owned())),
-                Err(e) => {
-                    return bad(
-                        number,
-                        id,
-                        format!(
-                            "field {field:?}: not UTF-8 (invalid byte at {})",
-                            e.valid_up_to() + 1
-                        ),
-                    )
-                }
+                Err(e) => return bad(number, id, super::not_utf8(field, e)),
             }
         }
         InputRow {

@@ -208,6 +208,14 @@ impl ColumnMap {
 }
 
 /// A row whose cells could not all be read.
+/// Why a cell is refused when its bytes are not text: the field and the first bad byte.
+fn not_utf8(field: &str, e: std::str::Utf8Error) -> String {
+    format!(
+        "field {field:?}: not UTF-8 (invalid byte at {})",
+        e.valid_up_to() + 1
+    )
+}
+
 fn bad(number: u64, id: super::chunk::RowId, reason: String) -> InputRow {
     InputRow {
         number,
