@@ -253,6 +253,9 @@ pub fn ensemble_live(name: &str, version: &str, models: usize) {
 /// Rows a member had no scores for, by `model` and `reason` (`error`, `panic`, `timeout`): the
 /// items were voted without it (or failed, with `on_member_failure = "fail"`).
 pub const MEMBER_FAILURES: &str = "lastmile_member_failures_total";
+/// Model runs stopped part-way, by `model`, because every request waiting for them had given
+/// up (their deadline, the member's `timeout_ms`, a client gone): compute given back.
+pub const RUNS_STOPPED: &str = "lastmile_model_runs_stopped_total";
 /// Items answered without some of their members (degraded answers).
 pub const DEGRADED_ITEMS: &str = "lastmile_server_degraded_items_total";
 
@@ -260,6 +263,11 @@ pub const DEGRADED_ITEMS: &str = "lastmile_server_degraded_items_total";
 pub fn member_failed(model: &str, reason: &'static str) {
     metrics::counter!(MEMBER_FAILURES, "model" => model.to_owned(), "reason" => reason)
         .increment(1);
+}
+
+/// A run of `model` was stopped part-way: nobody waited for it any more.
+pub fn run_stopped(model: &str) {
+    metrics::counter!(RUNS_STOPPED, "model" => model.to_owned()).increment(1);
 }
 
 /// One item answered without some of its members.

@@ -5,6 +5,7 @@
 pub mod fasttext;
 pub mod onnx;
 pub mod ort_env;
+pub mod stop;
 
 use std::path::PathBuf;
 
@@ -74,6 +75,23 @@ pub trait Runtime: Send + Sync {
     /// Scores a batch; `out` is resized to `[inputs.rows(), labels().len()]`.
     fn run(&self, inputs: &Inputs<'_>, out: &mut Scores) -> Result<(), RunError>;
 
+    /// Whether a run can be interrupted ([`Runtime::run_stoppable`] does more than [`Runtime::run`]).
+    fn stoppable(&self) -> bool {
+        false
+    }
+
+    /// Like [`Runtime::run`], but gives up (an error) once `abandoned` holds: nobody wants the
+    /// answer any more (see [`stop`]). Without a way to interrupt the model, just runs.
+    fn run_stoppable(
+        &self,
+        inputs: &Inputs<'_>,
+        out: &mut Scores,
+        abandoned: stop::Abandoned,
+    ) -> Result<(), RunError> {
+        let _ = abandoned;
+        self.run(inputs, out)
+    }
+
     /// Reorders the output columns (and `labels()`): afterwards column j holds what column
     /// `order[j]` held. Called once at load time so that every model reports in the label
     /// space's order, which lets voting add scores as contiguous vectors; each runtime folds the
@@ -119,4 +137,7 @@ pub enum RunError {
     BadInput(String),
     #[error("runtime failure: {0}")]
     Runtime(String),
+    /// Stopped part-way because every request waiting for it had given up.
+    #[error("stopped: every request waiting for this run had given up")]
+    Stopped,
 }

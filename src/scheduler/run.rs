@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::job::{Failure, Job, Part, ReadiedRows};
-use super::state::{Batch, Entry};
+use super::state::{Batch, Entry, Request};
 use crate::ensemble::PredictError;
 use crate::runtime::{InputKind, Inputs, RunError, Runtime, Scores};
 use crate::telemetry;
@@ -74,6 +74,12 @@ pub(super) fn run_batch(batch: Batch<Part>, outputs: &mut Outputs) -> f64 {
     telemetry::model_run(&name, elapsed);
     telemetry::batch_size(&name, rows);
     let cols = runtime.labels().len();
+    if matches!(result, Ok(Err(RunError::Stopped))) {
+        // Every request in the batch had given up on these rows (each was answered, failed or
+        // dropped already, or its rows marked missing): there is no one left to tell.
+        telemetry::run_stopped(&name);
+        return elapsed.as_secs_f64();
+    }
     if let Some((failure, reason)) = output_error(result, out, rows, cols) {
         for e in batch.entries {
             let Part { job, model } = e.request;
@@ -91,13 +97,23 @@ pub(super) fn run_batch(batch: Batch<Part>, outputs: &mut Outputs) -> f64 {
     elapsed.as_secs_f64()
 }
 
-/// Gathers the batch's inputs, in entry order, and runs the model on them once.
+/// Gathers the batch's inputs, in entry order, and runs the model on them once; a runtime that
+/// can be interrupted is stopped once every request in the batch has given up on it.
 fn run_model(
     runtime: &dyn Runtime,
     entries: &[Entry<Part>],
     rows: usize,
     out: &mut Scores,
 ) -> Result<(), RunError> {
+    let run = |inputs: &Inputs<'_>, out: &mut Scores| {
+        if runtime.stoppable() {
+            let parts: Vec<Part> = entries.iter().map(|e| e.request.clone()).collect();
+            let abandoned = Arc::new(move || parts.iter().all(Request::cancelled));
+            runtime.run_stoppable(inputs, out, abandoned)
+        } else {
+            runtime.run(inputs, out)
+        }
+    };
     match runtime.input_kind() {
         InputKind::Text => {
             let texts: Vec<&str> = entries
@@ -108,7 +124,7 @@ fn run_model(
                         .map(|r| e.request.job.text(e.request.model, r))
                 })
                 .collect();
-            runtime.run(&Inputs::Text(&texts), out)
+            run(&Inputs::Text(&texts), out)
         }
         InputKind::Features { width } => {
             let mut data = Vec::with_capacity(rows * width);
@@ -117,7 +133,7 @@ fn run_model(
                 let field = job.ensemble.models[e.request.model].field_ids[0];
                 job.features(field, width, e.rows.clone(), &mut data);
             }
-            runtime.run(&Inputs::Features { data: &data, width }, out)
+            run(&Inputs::Features { data: &data, width }, out)
         }
     }
 }

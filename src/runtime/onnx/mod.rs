@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use ort::environment::Environment;
 use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session, SessionOutputs};
@@ -20,6 +20,7 @@ use bind::{
     pick_output, session_error,
 };
 
+use super::stop::{self, Abandoned};
 use super::{ort_env, InputKind, Inputs, LoadError, RunError, Runtime, Scores};
 use crate::wide::softmax;
 
@@ -84,8 +85,54 @@ pub struct OnnxModel {
 
 struct Slot {
     session: Session,
-    /// Asks for the score output only.
-    options: RunOptions<HasSelectedOutputs>,
+    /// Asks for the score output only; shared with the watchdog, which may set its terminate
+    /// flag while a run is on (see [`crate::runtime::stop`]).
+    options: Arc<SharedOptions>,
+}
+
+/// A run under the watchdog's eye; ending it (or dropping it, on a panic) clears the terminate
+/// flag if the watchdog set it.
+struct Watch {
+    watched: Option<stop::Watched>,
+    options: Arc<SharedOptions>,
+}
+
+impl Watch {
+    /// Whether the run was stopped.
+    fn end(mut self) -> bool {
+        self.clear()
+    }
+
+    fn clear(&mut self) -> bool {
+        let stopped = self.watched.take().is_some_and(stop::Watched::finish);
+        if stopped {
+            // Failing to clear it would fail the next run with a clear error, not a wrong answer.
+            let _ = self.options.0.unterminate();
+        }
+        stopped
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+/// Run options the watchdog can reach from its thread.
+struct SharedOptions(RunOptions<HasSelectedOutputs>);
+
+// SAFETY: ort withholds `Sync` from run options with selected outputs because a run may write
+// into pre-allocated output values through them; this project selects outputs but never
+// pre-allocates any, and the only call made from another thread is `terminate`, which sets
+// onnxruntime's atomic terminate flag (made to be set from another thread while a run is on).
+unsafe impl Sync for SharedOptions {}
+
+impl crate::runtime::stop::Stop for SharedOptions {
+    fn stop(&self) {
+        // Failing to set the flag only means the run finishes: nothing to report.
+        let _ = self.0.terminate();
+    }
 }
 
 struct InputBinding {
@@ -185,7 +232,10 @@ impl OnnxModel {
                 },
             },
             scores: spec.scores,
-            slot: Mutex::new(Slot { session, options }),
+            slot: Mutex::new(Slot {
+                session,
+                options: Arc::new(SharedOptions(options)),
+            }),
         };
         model.warm_up(labels.map(|(_, source)| source))?;
         Ok(model)
@@ -271,7 +321,56 @@ impl OnnxModel {
         Ok(())
     }
 
-    fn run_batch(&self, inputs: &Inputs<'_>, out: &mut Scores) -> Result<(), RunError> {
+    /// [`Runtime::run`], watched for being abandoned when `abandoned` is given: the session's
+    /// run is then stopped through its terminate flag, which is cleared again before the slot
+    /// is let go (whatever way the run ends), so the next run starts unflagged.
+    fn run_watched(
+        &self,
+        inputs: &Inputs<'_>,
+        out: &mut Scores,
+        abandoned: Option<Abandoned>,
+    ) -> Result<(), RunError> {
+        self.check_inputs(inputs)?;
+        if inputs.rows() == 0 {
+            out.reset(0, self.labels.len());
+            return Ok(());
+        }
+        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+        let watch = abandoned.map(|a| Watch {
+            watched: Some(stop::watch(
+                a,
+                Arc::clone(&slot.options) as Arc<dyn stop::Stop>,
+            )),
+            options: Arc::clone(&slot.options),
+        });
+        // The bindings have asserts on their way (map extraction); a panic must become an error.
+        let ran = catch_unwind(AssertUnwindSafe(|| self.run_batch(&mut slot, inputs, out)))
+            .unwrap_or_else(|_| {
+                Err(RunError::Runtime(
+                    "onnxruntime bindings panicked while running".into(),
+                ))
+            });
+        let stopped = watch.is_some_and(Watch::end);
+        // The next run may start while this one's scores are normalised.
+        drop(slot);
+        if stopped {
+            return Err(RunError::Stopped);
+        }
+        ran?;
+        if self.scores == ScoreKind::Logits {
+            for chunk in out.data.chunks_mut(self.labels.len().max(1)) {
+                softmax(chunk, 0.0);
+            }
+        }
+        Ok(())
+    }
+
+    fn run_batch(
+        &self,
+        slot: &mut Slot,
+        inputs: &Inputs<'_>,
+        out: &mut Scores,
+    ) -> Result<(), RunError> {
         let rows = inputs.rows();
         let cols = self.labels.len();
         out.rows = rows;
@@ -279,11 +378,10 @@ impl OnnxModel {
         out.data.clear();
         out.data.reserve(rows * cols);
         let step = self.input.max_rows.unwrap_or(rows).max(1);
-        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
         let mut start = 0;
         while start < rows {
             let end = (start + step).min(rows);
-            let outputs = run_session(&mut slot, &self.input, inputs, start, end)?;
+            let outputs = run_session(slot, &self.input, inputs, start, end)?;
             match &self.output {
                 OutputBinding::Tensor { name, source_of } => {
                     let value = outputs
@@ -330,12 +428,6 @@ impl OnnxModel {
                 }
             }
             start = end;
-        }
-        drop(slot);
-        if self.scores == ScoreKind::Logits {
-            for chunk in out.data.chunks_mut(cols.max(1)) {
-                softmax(chunk, 0.0);
-            }
         }
         Ok(())
     }
@@ -396,17 +488,20 @@ impl Runtime for OnnxModel {
     }
 
     fn run(&self, inputs: &Inputs<'_>, out: &mut Scores) -> Result<(), RunError> {
-        self.check_inputs(inputs)?;
-        if inputs.rows() == 0 {
-            out.reset(0, self.labels.len());
-            return Ok(());
-        }
-        // The bindings have asserts on their way (map extraction); a panic must become an error.
-        catch_unwind(AssertUnwindSafe(|| self.run_batch(inputs, out))).unwrap_or_else(|_| {
-            Err(RunError::Runtime(
-                "onnxruntime bindings panicked while running".into(),
-            ))
-        })
+        self.run_watched(inputs, out, None)
+    }
+
+    fn stoppable(&self) -> bool {
+        true
+    }
+
+    fn run_stoppable(
+        &self,
+        inputs: &Inputs<'_>,
+        out: &mut Scores,
+        abandoned: Abandoned,
+    ) -> Result<(), RunError> {
+        self.run_watched(inputs, out, Some(abandoned))
     }
 }
 
@@ -453,7 +548,7 @@ fn run_session<'s>(
     };
     let Slot { session, options } = slot;
     session
-        .run_with_options(vec![(Cow::from(input.name.as_str()), value)], options)
+        .run_with_options(vec![(Cow::from(input.name.as_str()), value)], &options.0)
         .map_err(err)
 }
 

@@ -1,7 +1,8 @@
 //! Reliability under faults: a member that fails, panics or hangs is left out of the vote
 //! (`degraded`); a request's deadline drops its queued work, and so does a client that goes away
 //! (`deadlines`); work that would wait too long for the compute threads is refused at once
-//! (`shedding`); a model file or the ONNX Runtime gone or corrupt at a reload (`faults`). Members are made to fail or hang by wrapping their runtimes
+//! (`shedding`); a model file or the ONNX Runtime gone or corrupt at a reload (`faults`); an ONNX
+//! run nobody waits for is stopped (`stopped`). Members are made to fail or hang by wrapping their runtimes
 //! (`support::runtimes`); gates hold compute threads where a test needs them held, so nothing
 //! here depends on timing.
 
@@ -9,6 +10,7 @@ mod deadlines;
 mod degraded;
 mod faults;
 mod shedding;
+mod stopped;
 
 use std::path::{Path, PathBuf};
 
