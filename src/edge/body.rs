@@ -59,6 +59,14 @@ fn is_length_limit(e: &axum::Error) -> bool {
 }
 
 /// Parses a JSON body into `T`, or says what is wrong with it and where.
+/// For `#[serde(default, deserialize_with = "present")]`: an optional field that, when given,
+/// must not be null (a null beside what it would conflict with is a mistake to report).
+pub fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
 pub fn parse_json<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {

@@ -77,7 +77,7 @@ impl ErrorKind {
         }
     }
 
-    const ALL: [ErrorKind; 16] = [
+    pub(crate) const ALL: [ErrorKind; 16] = [
         ErrorKind::BadRequest,
         ErrorKind::InvalidInput,
         ErrorKind::TooManyItems,

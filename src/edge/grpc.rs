@@ -35,6 +35,7 @@ struct ProtoItems {
 impl Items for ProtoItems {
     fn read(self, e: &Ensemble) -> Result<Vec<Result<ValidItem, ItemError>>, ServiceError> {
         let options = &self.options;
+        options.check()?;
         Ok(self
             .items
             .into_iter()

@@ -54,7 +54,7 @@ pub fn router(service: Arc<Service>, metrics: Option<&'static PrometheusHandle>)
     Router::new()
         .route("/v1/predict", post(rest::predict))
         .route("/v1/ensemble", get(rest::ensemble))
-        .route("/openapi.json", get(|| async { Json(openapi::document()) }))
+        .route("/openapi.json", get(openapi_document))
         .route("/metrics", get(move || render_metrics(metrics)))
         .merge(v2::http::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
@@ -66,6 +66,14 @@ pub fn router(service: Arc<Service>, metrics: Option<&'static PrometheusHandle>)
         })
         .with_state(service)
         .layer(MeteredLayer::new(Transport::Http))
+}
+
+/// The OpenAPI document, naming the live ensemble (the one model name that is not a 404).
+async fn openapi_document(
+    axum::extract::State(service): axum::extract::State<Arc<Service>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let live = service.snapshot(&crate::service::Target::Live)?;
+    Ok(Json(openapi::document(&live)))
 }
 
 /// Serves the serving HTTP API on `listener` until the drain, then finishes what is in flight.

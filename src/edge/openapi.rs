@@ -1,8 +1,15 @@
 //! The OpenAPI 3 document of the HTTP API, served at `/openapi.json`. Written by hand next to the
-//! handlers it describes; the integration tests check that every documented route answers and that
-//! answers carry the documented fields.
+//! handlers it describes, and made to say what they enforce: the integration tests check that
+//! every documented route answers and that answers carry the documented fields, and schemathesis
+//! (`tests/it/fuzz/openapi.rs`) that every request the document allows is served and every answer
+//! conforms to it.
 
 use serde_json::{json, Value};
+
+use super::error::ErrorKind;
+use super::timeout::TIMEOUT_HEADER;
+use crate::ensemble::Ensemble;
+use crate::runtime::InputKind;
 
 fn error_responses(codes: &[&str]) -> Value {
     let mut map = serde_json::Map::new();
@@ -16,9 +23,18 @@ fn error_responses(codes: &[&str]) -> Value {
             "422" => {
                 "An item does not fit the ensemble, or a field is too long (--max-field-bytes)."
             }
-            "429" => "Too many items in flight (--max-items-in-flight); retry later.",
+            "429" => {
+                "Overloaded: too many items in flight (--max-items-in-flight), or the request \
+                 would wait longer than --max-queue-wait for the compute threads; retry after \
+                 the Retry-After header's seconds."
+            }
             "500" => "A model failed.",
             "503" => "The server is shutting down.",
+            "504" => {
+                "The request's deadline (timeout_ms, the lastmile-timeout-ms header, or \
+                 --request-timeout) passed before it was answered; what it still had queued was \
+                 never computed."
+            }
             _ => "Error.",
         };
         map.insert(
@@ -29,20 +45,97 @@ fn error_responses(codes: &[&str]) -> Value {
     Value::Object(map)
 }
 
+/// `base` with `extra`'s entries added (objects' keys, arrays' elements).
 fn with(mut base: Value, extra: Value) -> Value {
-    if let (Value::Object(b), Value::Object(e)) = (&mut base, extra) {
-        b.extend(e);
+    match (&mut base, extra) {
+        (Value::Object(b), Value::Object(e)) => b.extend(e),
+        (Value::Array(b), Value::Array(e)) => b.extend(e),
+        _ => {}
     }
     base
 }
 
-fn model_params() -> Value {
-    json!([{"name": "model", "in": "path", "required": true, "schema": {"type": "string"},
-            "description": "The ensemble's name."}])
+/// The `{model}` path parameter: the served ensemble's name, the only one that is not a 404.
+fn model_params(ensemble: &str) -> Value {
+    json!([{"name": "model", "in": "path", "required": true,
+            "schema": {"type": "string", "enum": [ensemble]}, "example": ensemble,
+            "description": "The ensemble's name (any other is answered 404)."}])
 }
 
-pub fn document() -> Value {
-    let predict_errors = error_responses(&["400", "413", "422", "429", "500", "503"]);
+/// The optional header giving a request's timeout.
+fn timeout_header() -> Value {
+    json!({"name": TIMEOUT_HEADER, "in": "header", "required": false,
+        "schema": {"type": "integer", "minimum": 1, "maximum": 3_600_000},
+        "description": "Milliseconds the caller waits (the shorter of this and the request's own \
+            timeout_ms wins); past it the answer is 504 and queued work is dropped."})
+}
+
+/// An item as `ensemble` reads it: each field a string, or exactly as many numbers as the model
+/// reading it takes (those fields are required), and at least one field.
+fn item_schema(ensemble: &Ensemble) -> Value {
+    let mut properties = serde_json::Map::new();
+    let mut required = Vec::new();
+    for (f, name) in ensemble.fields.iter().enumerate() {
+        let schema = match feature_width(ensemble, f) {
+            Some(width) => {
+                required.push(name.clone());
+                json!({"type": "array", "items": {"type": "number"},
+                    "minItems": width, "maxItems": width})
+            }
+            None => json!({"type": "string", "nullable": true,
+                "description": "Text; null or absent: the item has no such field."}),
+        };
+        properties.insert(name.clone(), schema);
+    }
+    properties.insert(
+        "candidates".into(),
+        json!({"type": "array", "nullable": true,
+        "items": {"type": "string", "minLength": 1},
+        "description": "This item's label restriction; overrides the request's."}),
+    );
+    let mut item = json!({"type": "object",
+        "description": "Fields by name. Keys the ensemble does not read are ignored.",
+        "properties": properties, "additionalProperties": true,
+        // At least one field given, and not null.
+        "anyOf": ensemble.fields.iter().map(|f| json!({"required": [f],
+            "properties": {f: {"not": {"nullable": true, "enum": [null]}}}})).collect::<Vec<_>>()});
+    if !required.is_empty() {
+        item["required"] = json!(required);
+    }
+    item
+}
+
+/// A request `ensemble` answers: one item, each field a tensor of the right type and shape.
+fn infer_example(ensemble: &Ensemble) -> Value {
+    let inputs: Vec<Value> = ensemble
+        .fields
+        .iter()
+        .enumerate()
+        .map(|(f, name)| match feature_width(ensemble, f) {
+            Some(width) => json!({"name": name, "datatype": "FP32", "shape": [1, width],
+                "data": vec![0.0; width]}),
+            None => json!({"name": name, "datatype": "BYTES", "shape": [1],
+                "data": ["stainless steel chef knife"]}),
+        })
+        .collect();
+    json!({"inputs": inputs, "parameters": {"top_k": 3}})
+}
+
+/// How many numbers field `f` holds, when a model reads it as features.
+fn feature_width(ensemble: &Ensemble, f: usize) -> Option<usize> {
+    ensemble
+        .models
+        .iter()
+        .find_map(|m| match m.runtime.input_kind() {
+            InputKind::Features { width } if m.field_ids.contains(&f) => Some(width),
+            _ => None,
+        })
+}
+
+/// The document for a server whose live ensemble is `ensemble`.
+pub fn document(ensemble: &Ensemble) -> Value {
+    let predict_errors = error_responses(&["400", "413", "422", "429", "500", "503", "504"]);
+    let model_params = || model_params(&ensemble.name);
     json!({
         "openapi": "3.0.3",
         "info": {
@@ -56,6 +149,7 @@ pub fn document() -> Value {
             "/v1/predict": {"post": {
                 "summary": "Classify one item or a batch of items.",
                 "operationId": "predict",
+                "parameters": [timeout_header()],
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}}},
                 "responses": with(json!({"200": {"description": "One answer per item, in order.",
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictResponse"}}}}}), predict_errors.clone())
@@ -113,14 +207,20 @@ pub fn document() -> Value {
                     "content": {"application/json": {"schema": {"type": "object"}}}}}), error_responses(&["404"]))
             }},
             "/v2/models/{model}/infer": {"post": {
-                "summary": "Inference with JSON tensors, or with Triton's binary tensor extension \
-                    (send the JSON part's length in Inference-Header-Content-Length and the tensor \
-                    bytes after it).",
+                "summary": "Inference with JSON tensors, or with Triton's binary tensor extension.",
+                "description": "Triton's binary tensor extension: the body is the JSON request \
+                    followed by the tensors' bytes, and the Inference-Header-Content-Length \
+                    header gives the JSON part's length (it must not exceed the body, and that \
+                    part must be an InferRequest). The header is left out of the parameters here \
+                    because it changes how the body reads: with it, a plain JSON body is only \
+                    valid when the header equals the body's length.",
                 "operationId": "modelInfer",
-                "parameters": with_header(model_params()),
+                "parameters": with(model_params(), json!([timeout_header()])),
                 "requestBody": {"required": true, "content": {
                     "application/json": {"schema": {"$ref": "#/components/schemas/InferRequest"}},
-                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary",
+                        "description": "An InferRequest's JSON, then the binary tensor data; \
+                            send Inference-Header-Content-Length with it."}}}},
                 "responses": with(json!({"200": {"description": "Output tensors `labels` (BYTES) and `scores` (FP32), shape [N, k].",
                     "content": {
                         "application/json": {"schema": {"$ref": "#/components/schemas/InferResponse"}},
@@ -128,44 +228,37 @@ pub fn document() -> Value {
                     with(error_responses(&["404"]), predict_errors))
             }}
         },
-        "components": {"schemas": schemas()}
+        "components": {"schemas": schemas(ensemble)}
     })
 }
 
-fn with_header(params: Value) -> Value {
-    let mut list = params.as_array().cloned().unwrap_or_default();
-    list.push(
-        json!({"name": "Inference-Header-Content-Length", "in": "header", "required": false,
-        "schema": {"type": "integer", "minimum": 0},
-        "description": "Length of the JSON part when binary tensor data follows it."}),
-    );
-    Value::Array(list)
-}
-
-fn schemas() -> Value {
+fn schemas(ensemble: &Ensemble) -> Value {
+    let codes: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
+    let v2_timeout_ms = json!({"type": "integer", "minimum": 1, "maximum": 3_600_000,
+        "description": "Milliseconds the caller waits; past it the answer is 504 and queued \
+            work is dropped."});
+    let mut timeout_ms = v2_timeout_ms.clone();
+    timeout_ms["nullable"] = json!(true);
     let label_score = json!({"type": "object", "required": ["label", "score"],
         "properties": {"label": {"type": "string"}, "score": {"type": "number", "format": "float"}}});
     json!({
         "Error": {"type": "object", "required": ["error", "code"], "properties": {
             "error": {"type": "string", "description": "What went wrong, naming the limit, item, field or tensor."},
-            "code": {"type": "string", "enum": ["bad_request", "invalid_input", "too_many_items",
-                "field_too_large", "body_too_large", "overloaded", "not_found", "method_not_allowed",
-                "shutting_down", "predict_failed", "cancelled", "internal"]}}},
-        "Item": {"type": "object", "description": "Fields by name: text, or an array of numbers for \
-            numeric fields. Keys the ensemble does not read are ignored.",
-            "properties": {"candidates": {"type": "array", "items": {"type": "string"},
-                "description": "This item's label restriction; overrides the request's."}},
-            "additionalProperties": true},
+            "code": {"type": "string", "enum": codes}}},
+        "Item": item_schema(ensemble),
         "PredictRequest": {"type": "object", "additionalProperties": false,
             "description": "Exactly one of `item` and `items`.",
+            "oneOf": [{"required": ["item"]}, {"required": ["items"]}],
             "properties": {
                 "item": {"$ref": "#/components/schemas/Item"},
-                "items": {"type": "array", "items": {"$ref": "#/components/schemas/Item"}},
-                "top_k": {"type": "integer", "minimum": 0, "default": 5,
+                "items": {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/Item"}},
+                "top_k": {"type": "integer", "minimum": 0, "maximum": 4_294_967_295u64, "default": 5, "nullable": true,
                     "description": "Predictions per item (at most the ensemble's label count)."},
-                "candidates": {"type": "array", "items": {"type": "string"},
+                "candidates": {"type": "array", "items": {"type": "string", "minLength": 1},
+                    "nullable": true,
                     "description": "Labels (names or name prefixes) the answers may hold."},
-                "explain": {"type": "boolean", "default": false}}},
+                "explain": {"type": "boolean", "default": false},
+                "timeout_ms": timeout_ms}},
         "LabelScore": label_score,
         "ModelAnswer": {"type": "object", "properties": {
             "name": {"type": "string"}, "weight": {"type": "number"},
@@ -176,6 +269,10 @@ fn schemas() -> Value {
             "rules_fired": {"type": "array", "items": {"type": "string"}},
             "agreement": {"type": "integer", "description": "Models whose top labels hold the winner."},
             "abstained": {"type": "string", "description": "Why the answer is empty, when a rule abstained."},
+            "degraded": {"type": "array", "description": "Present when the item was voted without \
+                some members (each failed or ran out of its timeout_ms): which, and why.",
+                "items": {"type": "object", "required": ["model", "reason"], "properties": {
+                    "model": {"type": "string"}, "reason": {"type": "string"}}}},
             "models": {"type": "array", "items": {"$ref": "#/components/schemas/ModelAnswer"},
                 "description": "With explain: each model's part."}}},
         "EnsembleRef": {"type": "object", "required": ["name", "version", "digest"], "properties": {
@@ -219,18 +316,24 @@ fn schemas() -> Value {
             "outputs": {"type": "array", "items": {"$ref": "#/components/schemas/TensorMetadata"}},
             "parameters": {"type": "object", "additionalProperties": {"type": "string"}, "description":
                 "ensemble_digest, manifest_sha256, and each model's provenance as model.NAME.KEY."}}},
-        "InferInput": {"type": "object", "required": ["name", "shape", "datatype"], "properties": {
-            "name": {"type": "string", "description": "A field of the ensemble."},
+        "InferInput": {"type": "object", "required": ["name", "shape", "datatype", "data"],
+            "description": "A JSON tensor: `data` holds the product of `shape` values of \
+                `datatype` (strings for BYTES, numbers otherwise), flat or nested. (With the \
+                binary tensor extension, `parameters.binary_data_size` replaces `data`.)",
+            "properties": {
+            "name": {"type": "string", "enum": ensemble.fields, "description": "A field of the ensemble."},
             "shape": {"type": "array", "items": {"type": "integer"}},
             "datatype": {"type": "string", "enum": ["BYTES", "FP32", "FP64"]},
             "parameters": {"type": "object", "properties": {"binary_data_size": {"type": "integer"}}},
             "data": {"type": "array", "items": {}}}},
-        "InferRequest": {"type": "object", "required": ["inputs"], "properties": {
+        "InferRequest": {"type": "object", "required": ["inputs"], "example": infer_example(ensemble),
+            "properties": {
             "id": {"type": "string"},
             "parameters": {"type": "object", "properties": {
-                "top_k": {"type": "integer", "minimum": 0, "default": 5},
-                "binary_data_output": {"type": "boolean"}}},
-            "inputs": {"type": "array", "items": {"$ref": "#/components/schemas/InferInput"}},
+                "top_k": {"type": "integer", "minimum": 0, "maximum": 4_294_967_295u64, "default": 5},
+                "binary_data_output": {"type": "boolean"},
+                "timeout_ms": v2_timeout_ms}},
+            "inputs": {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/InferInput"}},
             "outputs": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
                 "name": {"type": "string", "enum": ["labels", "scores"]},
                 "parameters": {"type": "object", "properties": {"binary_data": {"type": "boolean"}}}}}}}},

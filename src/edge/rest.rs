@@ -14,7 +14,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::body::{parse_json, LimitedBody};
+use super::body::{parse_json, present, LimitedBody};
 use super::describe::ensemble_info;
 use super::error::ApiError;
 use super::timeout;
@@ -24,9 +24,13 @@ use crate::service::{Items, Request, RequestOptions, Service, ServiceError, Targ
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PredictBody {
+    // Given, they must be what they say: `"items": null` beside an `item` is a mistake to report.
+    #[serde(default, deserialize_with = "present")]
     item: Option<Map<String, Value>>,
+    #[serde(default, deserialize_with = "present")]
     items: Option<Vec<Map<String, Value>>>,
-    top_k: Option<usize>,
+    /// At most the own gRPC API's bound (a uint32), as on every transport.
+    top_k: Option<u32>,
     candidates: Option<Vec<String>>,
     #[serde(default)]
     explain: bool,
@@ -71,6 +75,7 @@ pub struct JsonItems {
 impl Items for JsonItems {
     fn read(self, e: &Ensemble) -> Result<Vec<Result<ValidItem, ItemError>>, ServiceError> {
         let options = self.options;
+        options.check()?;
         Ok(self
             .objects
             .into_iter()
@@ -98,7 +103,7 @@ pub async fn predict(
             )),
         };
     let options = RequestOptions {
-        top_k: body.top_k,
+        top_k: body.top_k.map(|k| k as usize),
         candidates: body.candidates,
         explain: body.explain,
     };

@@ -95,6 +95,18 @@ pub struct RequestOptions {
 }
 
 impl RequestOptions {
+    /// Refuses what no item can be answered with: an empty candidate (an item's own are checked
+    /// with the item, [`Ensemble::validate`]; these are checked even when every item overrides
+    /// them, so that a request is refused or served whatever its items say).
+    pub fn check(&self) -> Result<(), ServiceError> {
+        match self.candidates.iter().flatten().find(|c| c.is_empty()) {
+            Some(bad) => Err(ServiceError::Malformed(format!(
+                "candidates: empty candidate {bad:?}"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// One item's options: the request's, with the item's own candidates when it gives them.
     pub fn for_item(&self, candidates: Option<Vec<String>>) -> ItemOptions {
         ItemOptions {

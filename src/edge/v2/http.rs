@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 
 use super::tensors::Elements;
 use super::{self as v2, Datatype, InputTensor, TensorMeta};
-use crate::edge::body::{parse_json, LimitedBody};
+use crate::edge::body::{parse_json, present, LimitedBody};
 use crate::edge::error::{ApiError, ErrorKind};
 use crate::ensemble::Ensemble;
 use crate::service::{Service, Target};
@@ -144,10 +144,12 @@ async fn model_config(
 
 #[derive(Deserialize)]
 struct InferRequest {
+    #[serde(default, deserialize_with = "present")]
     id: Option<String>,
     #[serde(default)]
     parameters: Map<String, Value>,
     inputs: Vec<JsonInput>,
+    #[serde(default, deserialize_with = "present")]
     outputs: Option<Vec<JsonOutput>>,
 }
 
@@ -158,6 +160,7 @@ struct JsonInput {
     datatype: String,
     #[serde(default)]
     parameters: Map<String, Value>,
+    #[serde(default, deserialize_with = "present")]
     data: Option<Value>,
 }
 
@@ -179,22 +182,27 @@ async fn infer(
     let inputs = read_inputs(request.inputs, binary)?;
     let parameters = request.parameters;
     let param = |name: &str| parameters.get(name).map(param_of);
-    let binary_default = parameters
-        .get("binary_data_output")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let binary_default = flag(
+        &parameters,
+        "binary_data_output",
+        "parameter binary_data_output",
+    )?
+    .unwrap_or(false);
     let mut binary_asked = HashMap::new();
-    let named = request.outputs.map(|outputs| {
-        outputs
-            .into_iter()
-            .map(|o| {
-                if let Some(b) = o.parameters.get("binary_data").and_then(Value::as_bool) {
+    let named = match request.outputs {
+        None => None,
+        Some(outputs) => {
+            let mut names = Vec::with_capacity(outputs.len());
+            for o in outputs {
+                let what = format!("output {:?}: parameter binary_data", o.name);
+                if let Some(b) = flag(&o.parameters, "binary_data", &what)? {
                     binary_asked.insert(o.name.clone(), b);
                 }
-                o.name
-            })
-            .collect()
-    });
+                names.push(o.name);
+            }
+            Some(names)
+        }
+    };
     let part = |key: &str| params.get(key).cloned().unwrap_or_default();
     let inferred = v2::infer(
         &service,
@@ -210,6 +218,15 @@ async fn infer(
     .await?;
     let binary = |name: &str| binary_asked.get(name).copied().unwrap_or(binary_default);
     Ok(encode_reply(inferred, request.id, binary))
+}
+
+/// A boolean parameter, if given; anything else given is refused, naming it as `what`.
+fn flag(parameters: &Map<String, Value>, name: &str, what: &str) -> Result<Option<bool>, ApiError> {
+    match parameters.get(name) {
+        None => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(ApiError::bad_request(format!("{what} must be a boolean"))),
+    }
 }
 
 /// The JSON part of a body and the binary tensor data after it (Triton's binary extension).

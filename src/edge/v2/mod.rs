@@ -264,10 +264,11 @@ pub fn item_options(
 ) -> Result<ItemOptions, ApiError> {
     let top_k = match top_k {
         None => ItemOptions::default().top_k,
-        Some(Param::Int(k)) if k >= 0 => k as usize,
+        // The own gRPC API's bound (a uint32), on every transport.
+        Some(Param::Int(k)) if (0..=i64::from(u32::MAX)).contains(&k) => k as usize,
         Some(_) => {
             return Err(ApiError::bad_request(
-                "parameter top_k must be a non-negative integer",
+                "parameter top_k must be an integer from 0 to 4294967295",
             ))
         }
     };

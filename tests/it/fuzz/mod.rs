@@ -1,5 +1,6 @@
 //! Fuzzing what the server takes from outside: manifests, the own JSON API, V2 JSON and binary
-//! tensors, the protobuf requests of both gRPC services, and model files' headers.
+//! tensors, the protobuf requests of both gRPC services, and model files' headers; and the HTTP
+//! API against its own OpenAPI document, with schemathesis (`openapi`).
 //!
 //! Each target runs its oracle over inputs made two ways: byte-level mutations of a committed
 //! seed corpus (`tests/fuzz/corpus/<target>/`), and structure-aware values built from the
@@ -19,6 +20,7 @@ mod api;
 mod manifest;
 mod models;
 mod mutate;
+mod openapi;
 mod proto;
 
 use std::path::PathBuf;
