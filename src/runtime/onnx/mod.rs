@@ -10,10 +10,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use ort::environment::Environment;
-use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session, SessionOutputs};
+use ort::session::{OutputSelector, RunOptions, Session, SessionOutputs};
 use ort::value::{DynValue, MapValueType, Tensor, TensorRef};
 
 mod bind;
+mod watch;
 
 use bind::{
     bind_input, build_session, check_labels, check_output, metadata_labels, onnx_error, pick_input,
@@ -23,6 +24,7 @@ use bind::{
 use super::stop::{self, Abandoned};
 use super::{ort_env, InputKind, Inputs, LoadError, RunError, Runtime, Scores};
 use crate::wide::softmax;
+use watch::{SharedOptions, Watch};
 
 /// What a model's input tensor is fed from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,51 +90,6 @@ struct Slot {
     /// Asks for the score output only; shared with the watchdog, which may set its terminate
     /// flag while a run is on (see [`crate::runtime::stop`]).
     options: Arc<SharedOptions>,
-}
-
-/// A run under the watchdog's eye; ending it (or dropping it, on a panic) clears the terminate
-/// flag if the watchdog set it.
-struct Watch {
-    watched: Option<stop::Watched>,
-    options: Arc<SharedOptions>,
-}
-
-impl Watch {
-    /// Whether the run was stopped.
-    fn end(mut self) -> bool {
-        self.clear()
-    }
-
-    fn clear(&mut self) -> bool {
-        let stopped = self.watched.take().is_some_and(stop::Watched::finish);
-        if stopped {
-            // Failing to clear it would fail the next run with a clear error, not a wrong answer.
-            let _ = self.options.0.unterminate();
-        }
-        stopped
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        self.clear();
-    }
-}
-
-/// Run options the watchdog can reach from its thread.
-struct SharedOptions(RunOptions<HasSelectedOutputs>);
-
-// SAFETY: ort withholds `Sync` from run options with selected outputs because a run may write
-// into pre-allocated output values through them; this project selects outputs but never
-// pre-allocates any, and the only call made from another thread is `terminate`, which sets
-// onnxruntime's atomic terminate flag (made to be set from another thread while a run is on).
-unsafe impl Sync for SharedOptions {}
-
-impl crate::runtime::stop::Stop for SharedOptions {
-    fn stop(&self) {
-        // Failing to set the flag only means the run finishes: nothing to report.
-        let _ = self.0.terminate();
-    }
 }
 
 struct InputBinding {
