@@ -10,6 +10,7 @@ mod deadlines;
 mod degraded;
 mod faults;
 mod shedding;
+mod soak;
 mod stopped;
 
 use std::path::{Path, PathBuf};

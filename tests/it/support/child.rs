@@ -68,6 +68,26 @@ impl Served {
         }
     }
 
+    /// The server's resident memory now, in KiB (Linux's `VmRSS`).
+    pub fn rss_kib(&self) -> u64 {
+        self.proc_status("VmRSS:")
+    }
+
+    /// How many threads the server runs now.
+    pub fn threads(&self) -> u64 {
+        self.proc_status("Threads:")
+    }
+
+    /// A number from `/proc/PID/status`, its unit dropped.
+    fn proc_status(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("/proc/PID/status has {field}"))
+    }
+
     /// Sends `signal` (`"HUP"`, `"TERM"`) to the server.
     pub fn signal(&self, signal: &str) {
         let ok = Command::new("kill")
