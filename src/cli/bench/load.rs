@@ -93,6 +93,18 @@ impl Generator {
         })
     }
 
+    /// Runs `work` on the generator's runtime, apart from the server's.
+    pub async fn on<F>(&self, work: F) -> F::Output
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.runtime
+            .spawn(work)
+            .await
+            .expect("the load generator panicked")
+    }
+
     /// Runs `load` on the generator's runtime and measures it.
     pub async fn level(&self, load: Load) -> Level {
         self.runtime
@@ -199,7 +211,12 @@ async fn run(load: Load, count_cores: bool) -> Level {
 
 /// A gRPC connection to the server.
 async fn connect(target: &Target) -> Channel {
-    Channel::from_shared(target.grpc.clone())
+    connect_to(&target.grpc).await
+}
+
+/// A gRPC connection to `url`.
+pub async fn connect_to(url: &str) -> Channel {
+    Channel::from_shared(url.to_owned())
         .expect("a valid gRPC address")
         .connect()
         .await
@@ -208,18 +225,22 @@ async fn connect(target: &Target) -> Channel {
 
 /// Sends `item` for prediction; true when the server answered it.
 async fn grpc_predict(client: &mut LastmileClient<Channel>, item: &Map<String, Value>) -> bool {
+    client.predict(grpc_request(item)).await.is_ok()
+}
+
+/// A one-item request of `item`'s text fields.
+pub fn grpc_request(item: &Map<String, Value>) -> pb::PredictRequest {
     let fields = item
         .iter()
         .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
         .collect();
-    let request = pb::PredictRequest {
+    pb::PredictRequest {
         items: vec![pb::Item {
             fields,
             ..Default::default()
         }],
         ..Default::default()
-    };
-    client.predict(request).await.is_ok()
+    }
 }
 
 async fn rest_predict(http: &reqwest::Client, url: &str, item: &Map<String, Value>) -> bool {

@@ -9,6 +9,7 @@ mod cores;
 mod floor;
 mod load;
 mod monitor;
+mod overload;
 mod report;
 
 use std::io::BufRead;
@@ -70,6 +71,18 @@ pub struct BenchArgs {
     /// Off/on pairs for --monitor-cost.
     #[arg(long, env = "LASTMILE_BENCH_ROUNDS", default_value_t = 3)]
     rounds: usize,
+    /// Instead of the full run: what shedding buys under overload. Measures the saturation over
+    /// gRPC at the highest --concurrency, then offers --overload-factor times that rate
+    /// open-loop for --duration, with --max-queue-wait off and on, and prints answered, shed and
+    /// failed requests and the answered ones' latency.
+    #[arg(long, conflicts_with_all = ["rest", "monitor_cost"])]
+    overload: bool,
+    /// Offered rate over the saturation rate, for --overload.
+    #[arg(long, default_value_t = 2.0)]
+    overload_factor: f64,
+    /// `serve --max-queue-wait` of the shedding run of --overload, in milliseconds.
+    #[arg(long, default_value_t = 500.0)]
+    max_queue_wait: f64,
 }
 
 pub fn run(args: BenchArgs) -> Result<(), Failure> {
@@ -131,6 +144,28 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
             &generator, &ensemble, &pool, &items, &cost,
         ));
         print!("{}", monitor::table(&cost, &rounds));
+        return Ok(());
+    }
+
+    if args.overload {
+        let positive = |v: f64| v.is_finite() && v > 0.0;
+        if !positive(args.overload_factor) || !positive(args.max_queue_wait) {
+            return Err(fail(
+                "--overload-factor and --max-queue-wait must be positive".into(),
+            ));
+        }
+        let overload = overload::Overload {
+            factor: args.overload_factor,
+            clients: *args.concurrency.iter().max().expect("at least one level"),
+            duration,
+            max_queue_wait: Duration::from_secs_f64(args.max_queue_wait / 1000.0),
+            max_items_in_flight: Limits::default().max_items_in_flight,
+        };
+        let items = Arc::new(objects);
+        let (saturation, runs) = runtime.block_on(overload::measure(
+            &generator, &ensemble, &pool, &items, &overload,
+        ));
+        print!("{}", overload::table(&overload, saturation, &runs));
         return Ok(());
     }
 

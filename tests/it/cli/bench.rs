@@ -103,3 +103,34 @@ fn bench_drives_a_server_already_running_and_refuses_another_ensemble() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert_mentions(&stderr, &["serves ensemble t version 1", "--manifest is u"]);
 }
+
+#[test]
+fn bench_overload_accounts_for_every_request_offered_with_and_without_shedding() {
+    let (_dir, path, data) = two_models_and_items("{\"title\":\"chef knife\"}\n");
+    let out = bench(&path, &data, &["--overload", "--max-queue-wait", "50"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_succeeded(&out);
+    assert_mentions(
+        &stdout,
+        &["offered open-loop over gRPC", "2× the saturation"],
+    );
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .filter(|l| l.starts_with("| --max-queue-wait"))
+        .map(|l| l.split('|').map(str::trim).collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "off and on: {stdout}");
+    assert!(
+        rows[0][1].contains("0 (off)") && rows[1][1].contains("50"),
+        "{stdout}"
+    );
+    // Every request offered ends answered, shed or failed: none is lost.
+    let count = |cell: &str| -> usize { cell.split(' ').next().unwrap().parse().unwrap() };
+    for row in &rows {
+        let (offered, answered, shed, failed) =
+            (count(row[2]), count(row[3]), count(row[4]), count(row[5]));
+        assert!(offered > 0, "{stdout}");
+        assert_eq!(offered, answered + shed + failed, "{stdout}");
+        assert_eq!(failed, 0, "only answers and sheds: {stdout}");
+    }
+}
