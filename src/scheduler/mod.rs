@@ -51,7 +51,7 @@ pub struct ComputePool {
     threads: Vec<JoinHandle<()>>,
 }
 
-struct Shared {
+pub(crate) struct Shared {
     state: Mutex<State>,
     /// Signalled when rows are queued or the pool shuts down.
     work: Condvar,
