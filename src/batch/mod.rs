@@ -284,6 +284,7 @@ pub async fn run(
             top_k: config.top_k,
             candidates: config.candidates.clone(),
             explain: config.explain,
+            cascade: true,
         }),
         from,
         counts,

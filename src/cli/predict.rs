@@ -37,6 +37,7 @@ pub fn run(args: PredictArgs) -> Result<(), Failure> {
         top_k: args.top_k,
         candidates: None,
         explain: args.explain,
+        cascade: true,
     };
     let (line_tx, line_rx) = mpsc::sync_channel::<std::io::Result<String>>(args.batch.max(1) * 4);
     std::thread::spawn(move || {

@@ -70,7 +70,7 @@ impl Combiner {
     }
 
     /// The request's candidate restriction, applied before any rule so no rule can undo it.
-    fn restrict_to_candidates(
+    pub(super) fn restrict_to_candidates(
         &self,
         candidates: &[String],
         mask: &mut Vec<bool>,

@@ -74,6 +74,41 @@ impl Combiner {
     }
 }
 
+impl Combiner {
+    /// The two best scores of the vote among `members` for `item`, on the request's candidates
+    /// and before any rule: what a cascade's stage tests. The second is `-inf` when at most one
+    /// label can be answered, and both are when none can.
+    pub fn top_two_among(
+        &self,
+        members: &Members,
+        item: &ItemView<'_>,
+        scores: &[&[f32]],
+        readied: &[&Readied],
+        s: &mut Scratch,
+    ) -> (f32, f32) {
+        let models = Models::Readied(scores, readied);
+        self.vote(&members.pools, models, self.depth(item), s);
+        if let Some(cands) = item.candidates {
+            self.restrict_to_candidates(cands, &mut s.mask, &mut s.scores);
+        }
+        let (mut first, mut second) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
+        for &v in &s.scores[..self.labels] {
+            // Labels that cannot be answered carry a negative score (nobody present covers them:
+            // UNCOVERED; the candidates exclude them: EXCLUDED).
+            if v.is_nan() || v < 0.0 {
+                continue;
+            }
+            if v > first {
+                second = first;
+                first = v;
+            } else if v > second {
+                second = v;
+            }
+        }
+        (first, second)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::tests::{build, expect, m, space, M};

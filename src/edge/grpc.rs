@@ -56,6 +56,7 @@ impl LastmileGrpc {
             top_k: (req.top_k != 0).then_some(req.top_k as usize),
             candidates: (!req.candidates.is_empty()).then_some(req.candidates),
             explain: req.explain,
+            cascade: req.cascade,
         };
         let items = ProtoItems {
             items: req.items,
@@ -112,7 +113,13 @@ fn labels_to_proto(v: Vec<LabelScore>) -> Vec<pb::LabelScore> {
 }
 
 pub fn answer_to_proto(a: ItemAnswer) -> pb::ItemAnswer {
+    let (cascade_stage, members_run) = a
+        .cascade
+        .as_ref()
+        .map_or((0, 0), |c| (c.stage, c.members_run));
     pb::ItemAnswer {
+        cascade_stage,
+        members_run,
         predictions: labels_to_proto(a.predictions),
         rules_fired: a.rules_fired,
         agreement: a.agreement,

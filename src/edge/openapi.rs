@@ -258,6 +258,8 @@ fn schemas(ensemble: &Ensemble) -> Value {
                     "nullable": true,
                     "description": "Labels (names or name prefixes) the answers may hold."},
                 "explain": {"type": "boolean", "default": false},
+                "cascade": {"type": "boolean", "default": true, "nullable": true,
+                    "description": "false: run every member, whatever the ensemble's [cascade]."},
                 "timeout_ms": timeout_ms}},
         "LabelScore": label_score,
         "ModelAnswer": {"type": "object", "properties": {
@@ -274,7 +276,18 @@ fn schemas(ensemble: &Ensemble) -> Value {
                 "items": {"type": "object", "required": ["model", "reason"], "properties": {
                     "model": {"type": "string"}, "reason": {"type": "string"}}}},
             "models": {"type": "array", "items": {"$ref": "#/components/schemas/ModelAnswer"},
-                "description": "With explain: each model's part."}}},
+                "description": "With explain: each model's part."},
+            "cascade": {"type": "object", "required": ["stage", "stages", "members_run"],
+                "description": "With a [cascade]: the stage that answered and how many members ran.",
+                "properties": {
+                    "stage": {"type": "integer"}, "stages": {"type": "integer"},
+                    "members_run": {"type": "integer"},
+                    "trace": {"type": "array", "description": "With explain: each stage run.",
+                        "items": {"type": "object", "properties": {
+                            "stage": {"type": "integer"}, "test": {"type": "string"},
+                            "value": {"type": "number", "nullable": true},
+                            "threshold": {"type": "number", "nullable": true},
+                            "members": {"type": "integer"}, "stopped": {"type": "boolean"}}}}}}}},
         "EnsembleRef": {"type": "object", "required": ["name", "version", "digest"], "properties": {
             "name": {"type": "string"}, "version": {"type": "string"},
             "digest": {"type": "string", "description":
@@ -332,6 +345,7 @@ fn schemas(ensemble: &Ensemble) -> Value {
             "parameters": {"type": "object", "properties": {
                 "top_k": {"type": "integer", "minimum": 0, "maximum": 4_294_967_295u64, "default": 5},
                 "binary_data_output": {"type": "boolean"},
+                "cascade": {"type": "boolean", "default": true},
                 "timeout_ms": v2_timeout_ms}},
             "inputs": {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/InferInput"}},
             "outputs": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {

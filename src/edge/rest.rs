@@ -34,6 +34,8 @@ struct PredictBody {
     candidates: Option<Vec<String>>,
     #[serde(default)]
     explain: bool,
+    /// false: every member runs, whatever the ensemble's `[cascade]`.
+    cascade: Option<bool>,
     /// Milliseconds the caller waits (also the `lastmile-timeout-ms` header).
     timeout_ms: Option<i64>,
 }
@@ -106,6 +108,7 @@ pub async fn predict(
         top_k: body.top_k.map(|k| k as usize),
         candidates: body.candidates,
         explain: body.explain,
+        cascade: body.cascade,
     };
     let items = JsonItems { objects, options };
     let reply = service

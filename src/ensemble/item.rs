@@ -23,6 +23,9 @@ pub struct ItemOptions {
     pub candidates: Option<Vec<String>>,
     /// Also return each model's own top labels and its part in the answer.
     pub explain: bool,
+    /// Let the ensemble's `[cascade]` stop early (default); false runs every member (audits,
+    /// shadow comparisons).
+    pub cascade: bool,
 }
 
 impl Default for ItemOptions {
@@ -31,6 +34,7 @@ impl Default for ItemOptions {
             top_k: 5,
             candidates: None,
             explain: false,
+            cascade: true,
         }
     }
 }

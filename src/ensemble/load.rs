@@ -92,6 +92,11 @@ impl Ensemble {
             reused,
         } = place_models(loaded, &model_labels, &labels, &fields, &manifest)?;
         let combiner = combiner(&manifest, &models, &labels, &fields)?;
+        let names: Vec<String> = manifest.models.iter().map(|m| m.name.clone()).collect();
+        let cascade = manifest
+            .cascade
+            .as_ref()
+            .map(|c| super::Cascade::new(c, &names, &models, &combiner));
         Ok(Ensemble {
             name: manifest.name.clone(),
             version: manifest.version.clone(),
@@ -109,6 +114,7 @@ impl Ensemble {
             monitor: manifest.monitor.clone(),
             validation: manifest.validation.clone(),
             failure: manifest.failure.clone(),
+            cascade,
             load_seconds: started.elapsed().as_secs_f64(),
             reused,
         })

@@ -2,6 +2,7 @@
 //! and the vote resolved. It is run by the compute pool ([`crate::scheduler::ComputePool`]), which
 //! batches every model's rows and hands each item's scores back to [`Ensemble::combine`].
 
+pub mod cascade;
 mod item;
 mod load;
 pub mod manifest;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+pub use cascade::{Cascade, CascadeAnswer, StageTrace};
 pub use item::{FieldValue, ItemError, ItemOptions, ValidItem};
 pub use load::Loader;
 pub use manifest::{BatchConfig, FailurePolicy, Manifest, ManifestError, ModelKind, ModelSpec};
@@ -76,6 +78,8 @@ pub struct Ensemble {
     pub validation: Option<PathBuf>,
     /// What an item's answer does when a member fails or runs out of time.
     pub failure: FailurePolicy,
+    /// The manifest's `[cascade]`, if it has one: see [`cascade`].
+    pub cascade: Option<Cascade>,
     /// Wall time it took to load.
     pub load_seconds: f64,
     /// Models shared with an ensemble loaded before instead of loaded again.
@@ -117,6 +121,9 @@ pub struct ItemAnswer {
     pub degraded: Option<Vec<MissingMember>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub models: Option<Vec<ModelAnswer>>,
+    /// With a `[cascade]`: the stage that answered and how many members ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cascade: Option<CascadeAnswer>,
 }
 
 /// A member a degraded answer was voted without.
@@ -205,6 +212,7 @@ impl Ensemble {
             agreement: answer.agreement,
             abstained: answer.abstained,
             degraded: None,
+            cascade: None,
             models: answer.explanation.map(|contributions| {
                 contributions
                     .iter()

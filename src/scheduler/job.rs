@@ -50,6 +50,15 @@ pub(crate) struct Job {
     given_up: Vec<AtomicBool>,
     /// Past it the request is not wanted: rows still queued are dropped, never computed.
     deadline: Option<Instant>,
+    /// Where a cascade's later stages are queued, when the job runs as a cascade (see
+    /// `scheduler::cascade`): only the first stage is queued at first.
+    pub(super) cascade: Option<Requeue>,
+}
+
+/// How a cascaded job queues its later stages: the pool it came from, at its priority.
+pub(crate) struct Requeue {
+    pub shared: std::sync::Weak<super::Shared>,
+    pub priority: super::Priority,
 }
 
 /// Where each row stands, under one lock.
@@ -60,6 +69,19 @@ pub(super) struct Progress {
     pub remaining: usize,
     /// Per model: why its first missing row is missing.
     pub missing: Vec<Option<String>>,
+    /// A cascade's progress, per item (empty when the job is not cascaded).
+    pub items: Vec<ItemStage>,
+}
+
+/// Where one item of a cascaded job stands.
+#[derive(Default, Clone)]
+pub(super) struct ItemStage {
+    /// The stage it runs (or answered at).
+    pub stage: usize,
+    /// Its rows of that stage still pending.
+    pub waiting: usize,
+    /// With explain: every stage it went through.
+    pub trace: Vec<crate::ensemble::StageTrace>,
 }
 
 /// One model's row for one item.
@@ -68,6 +90,8 @@ pub(super) enum Slot {
     Done(Row),
     /// It failed, or its model ran out of time: the item is voted without it.
     Missing,
+    /// A cascade's later stage that has not run (and, once the item stopped, never will).
+    Skipped,
 }
 
 /// One model's scores for one item: a row of the output of the batch it ran in. The output is
@@ -132,6 +156,7 @@ impl Job {
         items: Vec<ValidItem>,
         reply: Reply,
         deadline: Option<Instant>,
+        requeue: Option<Requeue>,
     ) -> Arc<Job> {
         let texts = ensemble
             .views
@@ -140,19 +165,56 @@ impl Job {
             .collect();
         let n = items.len();
         let models = ensemble.models.len();
+        let wants_answers = matches!(reply, Reply::Answers(_));
+        // A cascade runs when the ensemble has one, the caller wants answers, and no item asks
+        // for the full ensemble; then only the first stage's rows are pending at first.
+        let first = ensemble
+            .cascade
+            .as_ref()
+            .filter(|_| wants_answers && items.iter().all(|i| i.options.cascade))
+            .filter(|_| requeue.is_some())
+            .map(|c| &c.stages[0]);
+        let cascade = first.and(requeue);
+        let pending = |m: usize| first.is_none_or(|s| s.models.contains(&m));
+        let per_item = (0..models).filter(|&m| pending(m)).count();
+        let rows = (0..models)
+            .flat_map(|m| {
+                let slot = move || {
+                    if pending(m) {
+                        Slot::Pending
+                    } else {
+                        Slot::Skipped
+                    }
+                };
+                (0..n).map(move |_| slot())
+            })
+            .collect();
+        let stages = match first {
+            Some(_) => vec![
+                ItemStage {
+                    stage: 0,
+                    waiting: per_item,
+                    trace: Vec::new(),
+                };
+                n
+            ],
+            None => Vec::new(),
+        };
         Arc::new(Job {
             texts,
             progress: Mutex::new(Progress {
-                rows: (0..n * models).map(|_| Slot::Pending).collect(),
-                remaining: n * models,
+                rows,
+                remaining: n * per_item,
                 missing: vec![None; models],
+                items: stages,
             }),
             nanos: (0..models).map(|_| AtomicU64::new(0)).collect(),
-            wants_answers: matches!(reply, Reply::Answers(_)),
+            wants_answers,
             reply: Mutex::new(Some(reply)),
             cancelled: AtomicBool::new(false),
             given_up: (0..models).map(|_| AtomicBool::new(false)).collect(),
             deadline,
+            cascade,
             ensemble,
             items,
         })
@@ -188,7 +250,7 @@ impl Job {
     /// [`Job::ready`] returned) and its share of the batch's run time; the thread that brings
     /// the last rows replies.
     pub fn deliver(
-        &self,
+        self: &Arc<Self>,
         model: usize,
         rows: Range<usize>,
         batch: &Arc<Scores>,
@@ -197,6 +259,7 @@ impl Job {
         nanos: u64,
     ) {
         self.nanos[model].fetch_add(nanos, Ordering::Relaxed);
+        let mut next = Vec::new();
         let done = {
             let mut progress = self.progress();
             let n = self.items.len();
@@ -213,17 +276,25 @@ impl Job {
                         readied,
                     });
                     landed += 1;
+                    self.landed(&mut progress, row, &mut next);
                 }
             }
             progress.settle(landed)
         };
+        self.queue_stages(next);
         if done {
             self.finish();
         }
     }
 
     /// Model `model` has no scores for rows `rows` (`why`, in words); on a compute thread.
-    pub fn member_failed(&self, model: usize, rows: Range<usize>, failure: Failure, why: String) {
+    pub fn member_failed(
+        self: &Arc<Self>,
+        model: usize,
+        rows: Range<usize>,
+        failure: Failure,
+        why: String,
+    ) {
         if self.mark_missing(model, rows, failure, why) {
             self.finish();
         }
@@ -233,7 +304,7 @@ impl Job {
     /// on without it; otherwise (or when the reply is raw scores) the request fails now. Returns
     /// whether that left nothing pending, in which case the caller must [`Job::finish`] it.
     fn mark_missing(
-        &self,
+        self: &Arc<Self>,
         model: usize,
         rows: Range<usize>,
         failure: Failure,
@@ -248,24 +319,31 @@ impl Job {
             });
             return false;
         }
-        let mut progress = self.progress();
-        progress.missing[model].get_or_insert(why);
-        let n = self.items.len();
-        let mut lost = 0;
-        for slot in &mut progress.rows[model * n + rows.start..model * n + rows.end] {
-            if matches!(slot, Slot::Pending) {
-                *slot = Slot::Missing;
-                lost += 1;
+        let mut next = Vec::new();
+        let done = {
+            let mut progress = self.progress();
+            progress.missing[model].get_or_insert(why);
+            let n = self.items.len();
+            let mut lost = 0;
+            for row in rows {
+                let slot = &mut progress.rows[model * n + row];
+                if matches!(slot, Slot::Pending) {
+                    *slot = Slot::Missing;
+                    lost += 1;
+                    self.landed(&mut progress, row, &mut next);
+                }
             }
-        }
-        progress.settle(lost)
+            progress.settle(lost)
+        };
+        self.queue_stages(next);
+        done
     }
 
     /// Gives up on every model whose `timeout_ms`, counted from `admitted`, has passed by `now`
     /// and that still has rows pending: they become missing, and its queued rows are dropped.
     /// Returns whether that left nothing pending, in which case the caller must
     /// [`Job::finish`] it (off any async thread: finishing combines).
-    pub fn give_up_on_late(&self, admitted: Instant, now: Instant) -> bool {
+    pub fn give_up_on_late(self: &Arc<Self>, admitted: Instant, now: Instant) -> bool {
         let n = self.items.len();
         let mut done = false;
         for (m, model) in self.ensemble.models.iter().enumerate() {
@@ -302,6 +380,23 @@ impl Job {
         at.sort();
         at.dedup();
         at
+    }
+
+    /// Whether model `model`'s rows are queued when the job is submitted (a cascade's later
+    /// stages are not).
+    pub(super) fn queued_at_start(&self, model: usize) -> bool {
+        match (&self.cascade, &self.ensemble.cascade) {
+            (Some(_), Some(c)) => c.stages[0].models.contains(&model),
+            _ => true,
+        }
+    }
+
+    pub(super) fn given_up(&self, model: usize) -> bool {
+        self.given_up[model].load(Ordering::Relaxed)
+    }
+
+    pub(super) fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed) || self.deadline.is_some_and(|d| Instant::now() >= d)
     }
 
     pub(super) fn progress(&self) -> MutexGuard<'_, Progress> {

@@ -9,10 +9,14 @@
 //! One pool serves every ensemble the process holds (live, candidate, shadow): lanes belong to
 //! loaded models, so a model shared by two ensembles batches their rows together.
 //!
+//! With a `[cascade]`, only the first stage's rows are queued; an item's later stage is queued
+//! when its stopping test fails (see [`cascade`]).
+//!
 //! Work comes in two priorities. Low-priority work (shadow traffic) has lanes of its own and runs
 //! only when no normal lane is ready, so it never delays a live request by more than the batch a
 //! thread is already running.
 
+mod cascade;
 mod job;
 mod reply;
 mod run;
@@ -29,7 +33,7 @@ use tokio::sync::oneshot;
 
 pub use ticket::Ticket;
 
-use job::{Job, Part, Reply};
+use job::{Job, Part, Reply, Requeue};
 use run::{run_batch, Outputs};
 use state::{Batch, Queues};
 
@@ -47,7 +51,7 @@ pub struct ComputePool {
     threads: Vec<JoinHandle<()>>,
 }
 
-struct Shared {
+pub(crate) struct Shared {
     state: Mutex<State>,
     /// Signalled when rows are queued or the pool shuts down.
     work: Condvar,
@@ -189,7 +193,11 @@ impl ComputePool {
         deadline: Option<Instant>,
     ) -> Arc<Job> {
         let rows = items.len();
-        let job = Job::new(Arc::clone(ensemble), items, reply, deadline);
+        let requeue = Requeue {
+            shared: Arc::downgrade(&self.shared),
+            priority,
+        };
+        let job = Job::new(Arc::clone(ensemble), items, reply, deadline, Some(requeue));
         if rows == 0 || ensemble.models.is_empty() {
             job.deliver_nothing();
             return job;
@@ -201,6 +209,10 @@ impl ComputePool {
             Priority::Low => &mut state.low,
         };
         for (m, model) in ensemble.models.iter().enumerate() {
+            // A cascade queues its first stage only (see `cascade`).
+            if !job.queued_at_start(m) {
+                continue;
+            }
             let lane = tier.lane(&model.runtime, model.spec.batch);
             let part = Part {
                 job: Arc::clone(&job),

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use super::job::{Job, Progress, Reply, Row, Slot};
 use crate::combine::{Members, Readied};
-use crate::ensemble::{FailurePolicy, ItemAnswer, MissingMember, ModelScores, PredictError};
+use crate::ensemble::{
+    CascadeAnswer, FailurePolicy, ItemAnswer, MissingMember, ModelScores, PredictError,
+};
 use crate::runtime::Scores;
 use crate::telemetry;
 
@@ -24,6 +26,7 @@ impl Job {
                 rows: Vec::new(),
                 remaining: 0,
                 missing: Vec::new(),
+                items: Vec::new(),
             },
         );
         match reply {
@@ -56,28 +59,56 @@ impl Job {
                 .map(|m| row(m, i).map_or(&unready, |r| &r.readied))
                 .collect();
             let present: Vec<bool> = (0..models).map(|m| row(m, i).is_some()).collect();
+            // A cascade's stages not run are not asked: they are not missing.
+            let asked: Vec<bool> = (0..models)
+                .map(|m| !matches!(progress.rows[m * n + i], Slot::Skipped))
+                .collect();
+            let cascade = self.cascade_answer(progress, i, &asked);
             if present.iter().all(|&p| p) {
-                answers.push(self.ensemble.combine_readied(item, &scores, &readied));
+                let mut answer = self.ensemble.combine_readied(item, &scores, &readied);
+                answer.cascade = cascade;
+                answers.push(answer);
+                continue;
+            }
+            if present == asked {
+                // The cascade stopped early, every member asked answered: the vote of the
+                // stages run, seated at load.
+                let stopped = progress.items[i].stage;
+                let c = self.ensemble.cascade.as_ref();
+                let members = c
+                    .and_then(|c| c.stages[stopped].members.as_ref())
+                    .expect("a cascade stops early only where some member votes: this is a bug");
+                let mut answer = self.ensemble.combine_readied_among(
+                    members,
+                    item,
+                    &scores,
+                    &readied,
+                    Vec::new(),
+                );
+                answer.degraded = None;
+                answer.cascade = cascade;
+                answers.push(answer);
                 continue;
             }
             let members = match seated.get(&present) {
                 Some(members) => Arc::clone(members),
                 None => {
-                    let members = Arc::new(self.seat(&present, progress)?);
+                    let members = Arc::new(self.seat(&present, &asked, progress)?);
                     seated.insert(present.clone(), Arc::clone(&members));
                     members
                 }
             };
             let missing = (0..models)
-                .filter(|&m| !present[m])
+                .filter(|&m| asked[m] && !present[m])
                 .map(|m| MissingMember {
                     model: self.ensemble.models[m].spec.name.clone(),
                     reason: progress.missing[m].clone().unwrap_or_default(),
                 })
                 .collect();
-            let answer = self
+            let mut answer = self
                 .ensemble
                 .combine_readied_among(&members, item, &scores, &readied, missing);
+            answer.cascade = cascade;
             telemetry::degraded_answer();
             answers.push(answer);
         }
@@ -85,13 +116,20 @@ impl Job {
     }
 
     /// The members of an item's vote, if enough of them answered (`min_members`, `[quorum]`).
-    fn seat(&self, present: &[bool], progress: &Progress) -> Result<Members, PredictError> {
+    fn seat(
+        &self,
+        present: &[bool],
+        asked: &[bool],
+        progress: &Progress,
+    ) -> Result<Members, PredictError> {
         let e = &self.ensemble;
         let policy: &FailurePolicy = &e.failure;
         let voting = |m: usize| present[m] && e.models[m].spec.weight > 0.0;
         let answered = (0..present.len()).filter(|&m| voting(m)).count();
         let first_missing = || {
-            let m = (0..present.len()).find(|&m| !present[m]).unwrap_or(0);
+            let m = (0..present.len())
+                .find(|&m| asked[m] && !present[m])
+                .unwrap_or(0);
             (
                 e.models[m].spec.name.clone(),
                 progress.missing[m].clone().unwrap_or_default(),
@@ -124,6 +162,23 @@ impl Job {
         e.combiner
             .members(present)
             .ok_or_else(|| short("no voting member answered an item".to_owned()))
+    }
+
+    /// Where item `i` of a cascaded job was answered (None when the job is not cascaded).
+    fn cascade_answer(
+        &self,
+        progress: &Progress,
+        i: usize,
+        asked: &[bool],
+    ) -> Option<CascadeAnswer> {
+        let state = progress.items.get(i)?;
+        let stages = self.ensemble.cascade.as_ref()?.stages.len();
+        Some(CascadeAnswer {
+            stage: state.stage as u32 + 1,
+            stages: stages as u32,
+            members_run: asked.iter().filter(|&&a| a).count() as u32,
+            trace: state.trace.clone(),
+        })
     }
 
     /// Every model's scores (all present: raw scores never degrade).

@@ -92,6 +92,9 @@ pub struct RequestOptions {
     pub top_k: Option<usize>,
     pub candidates: Option<Vec<String>>,
     pub explain: bool,
+    /// Some(false): run every member, whatever the ensemble's `[cascade]` (None: the default,
+    /// let it stop early).
+    pub cascade: Option<bool>,
 }
 
 impl RequestOptions {
@@ -113,6 +116,7 @@ impl RequestOptions {
             top_k: self.top_k.unwrap_or(ItemOptions::default().top_k),
             candidates: candidates.or_else(|| self.candidates.clone()),
             explain: self.explain,
+            cascade: self.cascade.unwrap_or(true),
         }
     }
 }

@@ -105,6 +105,7 @@ mod tests {
             agreement: 0,
             abstained: None,
             degraded: None,
+            cascade: None,
             models: None,
         }
     }

@@ -94,6 +94,7 @@ fn shadow_item(shadow: &Ensemble, m: &Mirrored, k: usize) -> Result<ValidItem, I
         top_k: m.item.options.top_k.max(k).min(shadow.labels.len()),
         candidates: m.item.options.candidates.clone(),
         explain: false,
+        cascade: m.item.options.cascade,
     };
     shadow.validate(ValidItem { fields, options })
 }

@@ -256,11 +256,13 @@ pub enum Param<'a> {
     Other,
 }
 
-/// The item options a request's `top_k`, `candidates` and `explain` parameters ask for.
+/// The item options a request's `top_k`, `candidates`, `explain` and `cascade` parameters ask
+/// for.
 pub fn item_options(
     top_k: Option<Param<'_>>,
     candidates: Option<Param<'_>>,
     explain: Option<Param<'_>>,
+    cascade: Option<Param<'_>>,
 ) -> Result<ItemOptions, ApiError> {
     let top_k = match top_k {
         None => ItemOptions::default().top_k,
@@ -288,10 +290,16 @@ pub fn item_options(
         Some(Param::Bool(b)) => b,
         Some(_) => return Err(ApiError::bad_request("parameter explain must be a boolean")),
     };
+    let cascade = match cascade {
+        None => true,
+        Some(Param::Bool(b)) => b,
+        Some(_) => return Err(ApiError::bad_request("parameter cascade must be a boolean")),
+    };
     Ok(ItemOptions {
         top_k,
         candidates,
         explain,
+        cascade,
     })
 }
 
@@ -344,7 +352,12 @@ where
     P: Fn(&str) -> Option<Param<'a>>,
 {
     let param = &req.param;
-    let mut options = item_options(param("top_k"), param("candidates"), param("explain"))?;
+    let mut options = item_options(
+        param("top_k"),
+        param("candidates"),
+        param("explain"),
+        param("cascade"),
+    )?;
     let wanted = outputs_for(req.outputs, &mut options)?;
     let asked = match param("timeout_ms") {
         None => None,

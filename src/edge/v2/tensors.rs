@@ -355,6 +355,7 @@ mod tests {
             agreement: 1,
             abstained: None,
             degraded: None,
+            cascade: None,
             models: None,
         };
         let answers = [answer(&["a", "b"]), answer(&[])];

@@ -75,7 +75,8 @@
 //!
 //! `weight`, `temperature` and `group`, the `[vote]` table and the `[[rule]]` list belong to the
 //! combiner: see [`crate::combine`]. The `[monitor]` table (drift thresholds) is documented in
-//! `monitor.rs` here ([`MonitorConfig`]).
+//! `monitor.rs` here ([`MonitorConfig`]), the `[cascade]` table (early exit) in `cascade.rs`
+//! ([`CascadeConfig`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -87,10 +88,12 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::combine::{RuleConfig, VoteConfig};
+mod cascade;
 mod failure;
 mod model;
 mod monitor;
 
+pub use cascade::{CascadeConfig, StageConfig, StageTest};
 pub use monitor::MonitorConfig;
 
 pub use failure::FailurePolicy;
@@ -242,6 +245,8 @@ pub struct Manifest {
     pub monitor: MonitorConfig,
     /// What an item's answer does when a member fails or runs out of time.
     pub failure: FailurePolicy,
+    /// `[cascade]`: the stages that answer most items with a few members.
+    pub cascade: Option<CascadeConfig>,
     /// Line of the `[vote]` table and of each `[[rule]]`, for the combiner's errors.
     pub vote_line: Option<usize>,
     pub rule_lines: Vec<usize>,
@@ -274,6 +279,7 @@ struct RawManifest {
     min_members: Option<Spanned<i64>>,
     quorum: Option<Spanned<BTreeMap<String, i64>>>,
     mlflow: Option<MlflowTable>,
+    cascade: Option<Spanned<cascade::RawCascade>>,
 }
 
 /// `[mlflow]`: where registry URIs are resolved.
@@ -497,6 +503,7 @@ impl Parser<'_> {
             },
             &models,
         )?;
+        let cascade = self.cascade(raw.cascade, &models)?;
 
         Ok(Manifest {
             path: self.file.to_owned(),
@@ -522,6 +529,7 @@ impl Parser<'_> {
             rules: raw.rules.into_iter().map(Spanned::into_inner).collect(),
             monitor,
             failure,
+            cascade,
         })
     }
 }

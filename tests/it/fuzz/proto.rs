@@ -32,6 +32,7 @@ fn own_seeds() -> Vec<Vec<u8>> {
             explain: true,
             id: "r1".into(),
             timeout_ms: 5000,
+            cascade: None,
         },
     ];
     requests.iter().map(Message::encode_to_vec).collect()

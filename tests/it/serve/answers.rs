@@ -90,6 +90,7 @@ async fn explain_and_candidates_travel_both_transports() {
         top_k: 2,
         candidates: Some(candidates.clone()),
         explain: true,
+        ..ItemOptions::default()
     };
     let items = products_json();
     let expected = answers_lib(&server.expected(server.items(&items, options)).await);
