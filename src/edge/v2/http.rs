@@ -176,6 +176,18 @@ async fn infer(
     Path(params): Params,
     body: LimitedBody,
 ) -> Result<Response, ApiError> {
+    let part = |key: &str| params.get(key).cloned().unwrap_or_default();
+    infer_body(&service, part("model"), part("version"), body).await
+}
+
+/// Answers a V2 inference body addressed to `model` (and `version`, if not empty): what the
+/// infer route does, and what SageMaker's `/invocations` does with a V2 body.
+pub async fn infer_body(
+    service: &Service,
+    model: String,
+    version: String,
+    body: LimitedBody,
+) -> Result<Response, ApiError> {
     let (head, binary) = split_body(&body)?;
     let timeout = crate::edge::timeout::http(&body.headers, None)?;
     let request: InferRequest = parse_json(head)?;
@@ -203,12 +215,11 @@ async fn infer(
             Some(names)
         }
     };
-    let part = |key: &str| params.get(key).cloned().unwrap_or_default();
     let inferred = v2::infer(
-        &service,
+        service,
         v2::Infer {
-            model: part("model"),
-            version: part("version"),
+            model,
+            version,
             inputs,
             param,
             outputs: named,
