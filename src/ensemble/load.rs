@@ -92,6 +92,7 @@ impl Ensemble {
             reused,
         } = place_models(loaded, &model_labels, &labels, &fields, &manifest)?;
         let combiner = combiner(&manifest, &models, &labels, &fields)?;
+        let stats = super::Stats::new(models.len());
         Ok(Ensemble {
             name: manifest.name.clone(),
             version: manifest.version.clone(),
@@ -111,6 +112,7 @@ impl Ensemble {
             failure: manifest.failure.clone(),
             load_seconds: started.elapsed().as_secs_f64(),
             reused,
+            stats,
         })
     }
 }

@@ -50,6 +50,9 @@ pub(crate) struct Job {
     given_up: Vec<AtomicBool>,
     /// Past it the request is not wanted: rows still queued are dropped, never computed.
     deadline: Option<Instant>,
+    /// A served request: its member runs count in the ensemble's statistics (the shadow's,
+    /// the monitor's and the deploy gate's do not).
+    pub(super) counted: bool,
 }
 
 /// Where each row stands, under one lock.
@@ -132,6 +135,7 @@ impl Job {
         items: Vec<ValidItem>,
         reply: Reply,
         deadline: Option<Instant>,
+        counted: bool,
     ) -> Arc<Job> {
         let texts = ensemble
             .views
@@ -153,6 +157,7 @@ impl Job {
             cancelled: AtomicBool::new(false),
             given_up: (0..models).map(|_| AtomicBool::new(false)).collect(),
             deadline,
+            counted,
             ensemble,
             items,
         })

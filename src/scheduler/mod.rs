@@ -137,7 +137,28 @@ impl ComputePool {
         deadline: Option<Instant>,
     ) -> Ticket<Vec<ItemAnswer>> {
         let (tx, rx) = oneshot::channel();
-        let job = self.submit(priority, ensemble, items, Reply::Answers(tx), deadline);
+        let job = self.submit(
+            priority,
+            ensemble,
+            items,
+            Reply::Answers(tx),
+            deadline,
+            false,
+        );
+        Ticket { rx, job }
+    }
+
+    /// [`ComputePool::predict_by`] at normal priority for a served request: its members' runs
+    /// count in the ensemble's statistics ([`Ensemble::stats`]).
+    pub fn predict_served(
+        &self,
+        ensemble: &Arc<Ensemble>,
+        items: Vec<ValidItem>,
+        deadline: Option<Instant>,
+    ) -> Ticket<Vec<ItemAnswer>> {
+        let (tx, rx) = oneshot::channel();
+        let reply = Reply::Answers(tx);
+        let job = self.submit(Priority::Normal, ensemble, items, reply, deadline, true);
         Ticket { rx, job }
     }
 
@@ -154,7 +175,7 @@ impl ComputePool {
         items: Vec<ValidItem>,
     ) -> Ticket<ModelScores> {
         let (tx, rx) = oneshot::channel();
-        let job = self.submit(priority, ensemble, items, Reply::Scores(tx), None);
+        let job = self.submit(priority, ensemble, items, Reply::Scores(tx), None, false);
         Ticket { rx, job }
     }
 
@@ -187,9 +208,10 @@ impl ComputePool {
         items: Vec<ValidItem>,
         reply: Reply,
         deadline: Option<Instant>,
+        counted: bool,
     ) -> Arc<Job> {
         let rows = items.len();
-        let job = Job::new(Arc::clone(ensemble), items, reply, deadline);
+        let job = Job::new(Arc::clone(ensemble), items, reply, deadline, counted);
         if rows == 0 || ensemble.models.is_empty() {
             job.deliver_nothing();
             return job;
