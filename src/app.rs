@@ -48,6 +48,8 @@ pub struct AppConfig {
     pub monitor: MonitorSettings,
     /// Where tests step in; [`hooks::NoHooks`] otherwise.
     pub hooks: Arc<dyn Hooks>,
+    /// Serve SageMaker's container contract on the HTTP listener too ([`edge::sagemaker`]).
+    pub sagemaker: bool,
 }
 
 impl Default for AppConfig {
@@ -62,6 +64,7 @@ impl Default for AppConfig {
             shadow: ShadowSettings::default(),
             monitor: MonitorSettings::default(),
             hooks: hooks::none(),
+            sagemaker: false,
         }
     }
 }
@@ -350,6 +353,7 @@ fn serve(
             listeners.http,
             Arc::clone(service),
             metrics,
+            config.sagemaker,
             drain.signal(),
         )),
         tokio::spawn(edge::serve_grpc(

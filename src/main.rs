@@ -5,11 +5,9 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
     fixed_malloc_thresholds();
-    let args = cli::Cli::parse();
+    let args = cli::parse();
     cli::init_logging(&args.log, args.log_format);
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,

@@ -166,6 +166,19 @@ impl From<std::io::Error> for Failure {
     }
 }
 
+/// The command line, parsed. `serve` alone (no `--manifest`, no `LASTMILE_MANIFEST`) is how
+/// SageMaker starts a container: the manifest is then optional for `serve`, and left empty.
+pub fn parse() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let command = Cli::command().mut_subcommand("serve", |serve| {
+        serve.mut_arg("manifest", |a| {
+            a.required(false).default_value("").hide_default_value(true)
+        })
+    });
+    let matches = command.get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 pub fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Check(args) => check::run(args),

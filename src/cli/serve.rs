@@ -58,6 +58,16 @@ pub struct ServeArgs {
     /// under overload. 0: never refuse for the wait.
     #[arg(long, env = "LASTMILE_MAX_QUEUE_WAIT", default_value_t = 500.0)]
     max_queue_wait: f64,
+    /// Serve SageMaker's container contract (`GET /ping`, `POST /invocations`, `GET
+    /// /execution-parameters`) on 0.0.0.0 at --sagemaker-port instead of --http-addr. Implied
+    /// when no manifest is given: `serve` alone is how SageMaker starts a container, and reads
+    /// /opt/ml/model/manifest.toml.
+    #[arg(long, env = "LASTMILE_SAGEMAKER")]
+    sagemaker: bool,
+    /// The port of the SageMaker contract (SageMaker sets SAGEMAKER_BIND_TO_PORT when the image
+    /// says it may; 8080 otherwise). Port 0 picks a free port.
+    #[arg(long, env = "SAGEMAKER_BIND_TO_PORT", default_value_t = lastmile::edge::sagemaker::DEFAULT_PORT)]
+    sagemaker_port: u16,
     #[command(flatten)]
     shadow: ShadowArgs,
     #[command(flatten)]
@@ -243,13 +253,20 @@ impl ShadowArgs {
     }
 }
 
-pub fn run(args: ServeArgs) -> Result<(), Failure> {
+pub fn run(mut args: ServeArgs) -> Result<(), Failure> {
+    if args.ensemble.manifest.as_os_str().is_empty() {
+        // `serve` with no manifest: SageMaker's way of starting the container.
+        args.sagemaker = true;
+        args.ensemble.manifest =
+            std::path::Path::new(lastmile::edge::sagemaker::MODEL_DIR).join("manifest.toml");
+    }
     let drain_timeout = args.drain_timeout;
     let ensemble_args = args.ensemble.clone();
+    let sagemaker = args.sagemaker;
     // Flags are checked before anything is loaded.
     let config = args.config()?;
     let (ensemble, pool) = load(&ensemble_args)?;
-    let banner = Banner::of(&ensemble, pool.threads(), ensemble_args.manifest);
+    let banner = Banner::of(&ensemble, pool.threads(), ensemble_args.manifest, sagemaker);
     let registry = Arc::new(Registry::new(ensemble));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -300,8 +317,14 @@ impl ServeArgs {
             });
         }
         let max_queue_wait = Duration::from_secs_f64(self.max_queue_wait / 1000.0);
+        let http_addr = if self.sagemaker {
+            SocketAddr::from(([0, 0, 0, 0], self.sagemaker_port))
+        } else {
+            self.http_addr
+        };
         Ok(AppConfig {
-            http_addr: self.http_addr,
+            http_addr,
+            sagemaker: self.sagemaker,
             grpc_addr: self.grpc_addr,
             limits: Limits {
                 max_items_in_flight: self.max_items_in_flight,
@@ -324,14 +347,16 @@ impl ServeArgs {
 /// What `serve` prints once it listens: what is served, where, and how to call it.
 struct Banner {
     summary: String,
+    sagemaker: bool,
     name: String,
     first_field: String,
     manifest: PathBuf,
 }
 
 impl Banner {
-    fn of(ensemble: &Ensemble, threads: usize, manifest: PathBuf) -> Banner {
+    fn of(ensemble: &Ensemble, threads: usize, manifest: PathBuf, sagemaker: bool) -> Banner {
         Banner {
+            sagemaker,
             summary: format!(
                 "ensemble {:?} version {} ({} models, {} labels, {threads} compute threads), digest {}",
                 ensemble.name,
@@ -350,11 +375,15 @@ impl Banner {
         let (http, grpc) = (app.http_addr, app.grpc_addr);
         let Banner {
             summary,
+            sagemaker: _,
             name,
             first_field,
             manifest,
         } = self;
         println!("lastmile: serving {summary}");
+        if self.sagemaker {
+            println!("  SageMaker http://{http}  (GET /ping, POST /invocations, GET /execution-parameters)");
+        }
         println!("  REST  http://{http}  (POST /v1/predict, GET /v1/ensemble, /v2/models/{name}/infer, /metrics, /openapi.json)");
         println!("  gRPC  {grpc}  (lastmile.v1.Lastmile, inference.GRPCInferenceService, grpc.health.v1, reflection)");
         println!(

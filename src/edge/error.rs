@@ -35,6 +35,10 @@ pub enum ErrorKind {
     /// No such route, model, version or gRPC method.
     NotFound,
     MethodNotAllowed,
+    /// A body in a content type the route does not read (SageMaker's `/invocations`).
+    UnsupportedMediaType,
+    /// An `Accept` the route cannot answer in.
+    NotAcceptable,
     /// The server is draining for shutdown.
     ShuttingDown,
     /// A model failed while scoring.
@@ -66,6 +70,8 @@ impl ErrorKind {
             ErrorKind::Overloaded => "overloaded",
             ErrorKind::NotFound => "not_found",
             ErrorKind::MethodNotAllowed => "method_not_allowed",
+            ErrorKind::UnsupportedMediaType => "unsupported_media_type",
+            ErrorKind::NotAcceptable => "not_acceptable",
             ErrorKind::ShuttingDown => "shutting_down",
             ErrorKind::PredictFailed => "predict_failed",
             ErrorKind::Cancelled => "cancelled",
@@ -77,7 +83,7 @@ impl ErrorKind {
         }
     }
 
-    pub(crate) const ALL: [ErrorKind; 16] = [
+    pub(crate) const ALL: [ErrorKind; 18] = [
         ErrorKind::BadRequest,
         ErrorKind::InvalidInput,
         ErrorKind::TooManyItems,
@@ -86,6 +92,8 @@ impl ErrorKind {
         ErrorKind::Overloaded,
         ErrorKind::NotFound,
         ErrorKind::MethodNotAllowed,
+        ErrorKind::UnsupportedMediaType,
+        ErrorKind::NotAcceptable,
         ErrorKind::ShuttingDown,
         ErrorKind::PredictFailed,
         ErrorKind::Cancelled,
@@ -109,6 +117,8 @@ impl ErrorKind {
             ErrorKind::Overloaded => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorKind::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
             ErrorKind::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             // 499 is nginx's "client closed request"; nobody reads it, but the metrics do.
             ErrorKind::Cancelled => StatusCode::from_u16(499).expect("499 is a valid status"),
@@ -126,7 +136,9 @@ impl ErrorKind {
             | ErrorKind::InvalidInput
             | ErrorKind::TooManyItems
             | ErrorKind::FieldTooLarge
-            | ErrorKind::BodyTooLarge => Code::InvalidArgument,
+            | ErrorKind::BodyTooLarge
+            | ErrorKind::UnsupportedMediaType
+            | ErrorKind::NotAcceptable => Code::InvalidArgument,
             ErrorKind::Overloaded => Code::ResourceExhausted,
             ErrorKind::NotFound => Code::NotFound,
             ErrorKind::MethodNotAllowed => Code::Unimplemented,
@@ -146,6 +158,8 @@ impl ErrorKind {
             401 => ErrorKind::Unauthenticated,
             404 => ErrorKind::NotFound,
             405 => ErrorKind::MethodNotAllowed,
+            406 => ErrorKind::NotAcceptable,
+            415 => ErrorKind::UnsupportedMediaType,
             409 => ErrorKind::Conflict,
             413 => ErrorKind::BodyTooLarge,
             422 => ErrorKind::InvalidInput,

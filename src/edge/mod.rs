@@ -1,7 +1,8 @@
 //! The edge: every transport, each only converting its wire format to and from the layer below.
 //!
 //! - the serving HTTP listener ([`serve_http`]): lastmile's own REST JSON API ([`rest`]), the
-//!   Open Inference Protocol over REST ([`v2::http`]), `/metrics` and `/openapi.json`;
+//!   Open Inference Protocol over REST ([`v2::http`]), `/metrics` and `/openapi.json`, and with
+//!   `--sagemaker` SageMaker's container contract ([`sagemaker`]);
 //! - the serving gRPC listener ([`serve_grpc`]): the own API ([`grpc`]), the Open Inference
 //!   Protocol's `inference.GRPCInferenceService` ([`v2::grpc`]), health and reflection;
 //! - the admin listeners ([`admin`]): hot swap and shadow over REST and gRPC.
@@ -19,6 +20,7 @@ pub mod grpc;
 pub(crate) mod metered;
 mod openapi;
 pub mod rest;
+pub mod sagemaker;
 pub mod timeout;
 pub mod v2;
 
@@ -49,14 +51,23 @@ impl BodyLimit for Arc<Service> {
     }
 }
 
-/// The serving HTTP router.
-pub fn router(service: Arc<Service>, metrics: Option<&'static PrometheusHandle>) -> Router {
-    Router::new()
+/// The serving HTTP router; `sagemaker` adds SageMaker's routes (`/ping`, `/invocations`,
+/// `/execution-parameters`).
+pub fn router(
+    service: Arc<Service>,
+    metrics: Option<&'static PrometheusHandle>,
+    sagemaker: bool,
+) -> Router {
+    let mut routes = Router::new()
         .route("/v1/predict", post(rest::predict))
         .route("/v1/ensemble", get(rest::ensemble))
         .route("/openapi.json", get(openapi_document))
         .route("/metrics", get(move || render_metrics(metrics)))
-        .merge(v2::http::routes())
+        .merge(v2::http::routes());
+    if sagemaker {
+        routes = routes.merge(sagemaker::routes());
+    }
+    routes
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -81,13 +92,14 @@ pub async fn serve_http(
     listener: TcpListener,
     service: Arc<Service>,
     metrics: Option<&'static PrometheusHandle>,
+    sagemaker: bool,
     drain: DrainSignal,
 ) -> std::io::Result<()> {
     // Answers are written whole: no reason to let Nagle hold their last segment back.
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, router(service, metrics))
+    axum::serve(listener, router(service, metrics, sagemaker))
         .with_graceful_shutdown(drain.started())
         .await
 }

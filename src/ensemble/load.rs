@@ -97,6 +97,7 @@ impl Ensemble {
             .cascade
             .as_ref()
             .map(|c| super::Cascade::new(c, &names, &models, &combiner));
+        let stats = super::Stats::new(models.len());
         Ok(Ensemble {
             name: manifest.name.clone(),
             version: manifest.version.clone(),
@@ -117,6 +118,7 @@ impl Ensemble {
             cascade,
             load_seconds: started.elapsed().as_secs_f64(),
             reused,
+            stats,
         })
     }
 }

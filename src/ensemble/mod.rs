@@ -8,6 +8,7 @@ mod load;
 pub mod manifest;
 pub mod provenance;
 pub mod source;
+pub mod stats;
 
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -21,6 +22,7 @@ pub use load::Loader;
 pub use manifest::{BatchConfig, FailurePolicy, Manifest, ManifestError, ModelKind, ModelSpec};
 pub use provenance::{FileProvenance, Provenance, RegistryOrigin};
 pub use source::{LockMode, Sources};
+pub use stats::Stats;
 
 use crate::combine::{
     Answer, Combiner, ItemView, Members, Readied, RuleConfig, Scratch, VoteConfig,
@@ -84,6 +86,8 @@ pub struct Ensemble {
     pub load_seconds: f64,
     /// Models shared with an ensemble loaded before instead of loaded again.
     pub reused: usize,
+    /// What this ensemble and each member served (the V2 statistics extension).
+    pub stats: Stats,
 }
 
 /// A ranked label.

@@ -53,6 +53,9 @@ pub(crate) struct Job {
     /// Where a cascade's later stages are queued, when the job runs as a cascade (see
     /// `scheduler::cascade`): only the first stage is queued at first.
     pub(super) cascade: Option<Requeue>,
+    /// A served request: its member runs count in the ensemble's statistics (the shadow's,
+    /// the monitor's and the deploy gate's do not).
+    pub(super) counted: bool,
 }
 
 /// How a cascaded job queues its later stages: the pool it came from, at its priority.
@@ -157,6 +160,7 @@ impl Job {
         reply: Reply,
         deadline: Option<Instant>,
         requeue: Option<Requeue>,
+        counted: bool,
     ) -> Arc<Job> {
         let texts = ensemble
             .views
@@ -215,6 +219,7 @@ impl Job {
             given_up: (0..models).map(|_| AtomicBool::new(false)).collect(),
             deadline,
             cascade,
+            counted,
             ensemble,
             items,
         })

@@ -141,7 +141,28 @@ impl ComputePool {
         deadline: Option<Instant>,
     ) -> Ticket<Vec<ItemAnswer>> {
         let (tx, rx) = oneshot::channel();
-        let job = self.submit(priority, ensemble, items, Reply::Answers(tx), deadline);
+        let job = self.submit(
+            priority,
+            ensemble,
+            items,
+            Reply::Answers(tx),
+            deadline,
+            false,
+        );
+        Ticket { rx, job }
+    }
+
+    /// [`ComputePool::predict_by`] at normal priority for a served request: its members' runs
+    /// count in the ensemble's statistics ([`Ensemble::stats`]).
+    pub fn predict_served(
+        &self,
+        ensemble: &Arc<Ensemble>,
+        items: Vec<ValidItem>,
+        deadline: Option<Instant>,
+    ) -> Ticket<Vec<ItemAnswer>> {
+        let (tx, rx) = oneshot::channel();
+        let reply = Reply::Answers(tx);
+        let job = self.submit(Priority::Normal, ensemble, items, reply, deadline, true);
         Ticket { rx, job }
     }
 
@@ -158,7 +179,7 @@ impl ComputePool {
         items: Vec<ValidItem>,
     ) -> Ticket<ModelScores> {
         let (tx, rx) = oneshot::channel();
-        let job = self.submit(priority, ensemble, items, Reply::Scores(tx), None);
+        let job = self.submit(priority, ensemble, items, Reply::Scores(tx), None, false);
         Ticket { rx, job }
     }
 
@@ -191,13 +212,21 @@ impl ComputePool {
         items: Vec<ValidItem>,
         reply: Reply,
         deadline: Option<Instant>,
+        counted: bool,
     ) -> Arc<Job> {
         let rows = items.len();
         let requeue = Requeue {
             shared: Arc::downgrade(&self.shared),
             priority,
         };
-        let job = Job::new(Arc::clone(ensemble), items, reply, deadline, Some(requeue));
+        let job = Job::new(
+            Arc::clone(ensemble),
+            items,
+            reply,
+            deadline,
+            Some(requeue),
+            counted,
+        );
         if rows == 0 || ensemble.models.is_empty() {
             job.deliver_nothing();
             return job;

@@ -4,7 +4,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::job::{Failure, Job, Part, ReadiedRows};
 use super::state::{Batch, Entry, Request};
@@ -59,6 +59,18 @@ pub(super) fn run_batch(batch: Batch<Part>, outputs: &mut Outputs) -> f64 {
     for e in &batch.entries {
         telemetry::queue_wait(started.saturating_duration_since(e.enqueued));
     }
+    let counted = |ok: bool, elapsed: Duration| {
+        let mut executed = false;
+        for e in batch.entries.iter().filter(|e| e.request.job.counted) {
+            let stats = &e.request.job.ensemble.stats;
+            let queued = started.saturating_duration_since(e.enqueued);
+            stats.member_run(e.request.model, e.rows.len(), queued, elapsed, ok);
+            if !executed {
+                stats.member_executed(e.request.model);
+                executed = true;
+            }
+        }
+    };
     // Every entry of a lane runs the same loaded model; its name and input come from the first.
     let model = &first.request.job.ensemble.models[first.request.model];
     let runtime = Arc::clone(&model.runtime);
@@ -81,6 +93,7 @@ pub(super) fn run_batch(batch: Batch<Part>, outputs: &mut Outputs) -> f64 {
         return elapsed.as_secs_f64();
     }
     if let Some((failure, reason)) = output_error(result, out, rows, cols) {
+        counted(false, elapsed);
         for e in batch.entries {
             let Part { job, model } = e.request;
             job.member_failed(model, e.rows, failure, reason.clone());
@@ -90,6 +103,7 @@ pub(super) fn run_batch(batch: Batch<Part>, outputs: &mut Outputs) -> f64 {
     // Readying runs here, while the output is still this thread's alone. It and combining
     // (by the request's last delivery) are caught: a bug there fails that request, and never
     // takes a compute thread down with it.
+    counted(true, elapsed);
     let readied = ready_rows(&batch.entries, &mut out.data, cols);
     outputs.keep(&output);
     let nanos_per_row = elapsed.as_nanos() as u64 / rows.max(1) as u64;

@@ -35,7 +35,7 @@ use crate::ensemble::{Ensemble, ItemAnswer, ItemError, ItemOptions, ValidItem};
 use crate::hooks::{self, Hooks};
 use crate::monitor::live::Monitor;
 use crate::registry::Registry;
-use crate::scheduler::{ComputePool, Priority};
+use crate::scheduler::ComputePool;
 use crate::shadow::ShadowSlot;
 use crate::telemetry;
 
@@ -214,11 +214,30 @@ impl Service {
     }
 
     /// Answers a request: see the module's docs for the steps.
+    /// Every request that reached the snapshot counts in its statistics, as a success or a
+    /// failure ([`Ensemble::stats`]).
     pub async fn predict<I: Items>(&self, request: Request<I>) -> Result<Reply, ServiceError> {
         let arrived = Instant::now();
-        let deadline = Deadlines::of(arrived, request.timeout, self.limits.request_timeout);
         let ensemble = self.snapshot(&request.target)?;
-        let items = self.check(&ensemble, request.items)?;
+        let answers = self.predict_on(&ensemble, request, arrived).await;
+        let scored = answers.as_ref().map_or(0, Vec::len);
+        ensemble
+            .stats
+            .request(answers.is_ok(), scored, arrived.elapsed());
+        Ok(Reply {
+            ensemble,
+            answers: answers?,
+        })
+    }
+
+    async fn predict_on<I: Items>(
+        &self,
+        ensemble: &Arc<Ensemble>,
+        request: Request<I>,
+        arrived: Instant,
+    ) -> Result<Vec<ItemAnswer>, ServiceError> {
+        let deadline = Deadlines::of(arrived, request.timeout, self.limits.request_timeout);
+        let items = self.check(ensemble, request.items)?;
         if !self.ready() {
             return Err(ServiceError::ShuttingDown);
         }
@@ -228,13 +247,11 @@ impl Service {
         let count = items.len() as u64;
         // Which items the shadow (if any) also answers is decided before they go; they are
         // handed to it once the live answers are in, never waiting for it.
-        let mirror = self.shadow.pick(&ensemble, &items);
-        let monitored = self.monitor.pick(&ensemble, &items);
+        let mirror = self.shadow.pick(ensemble, &items);
+        let monitored = self.monitor.pick(ensemble, &items);
         // The compute pool batches these rows with every other request's; dropping the ticket
         // (the client went away, the deadline passed) cancels what has not run yet.
-        let ticket = self
-            .pool
-            .predict_by(Priority::Normal, &ensemble, items, deadline.at());
+        let ticket = self.pool.predict_served(ensemble, items, deadline.at());
         let answers = deadline.bound(ticket.within_member_timeouts(arrived)).await;
         if let Ok(answers) = &answers {
             telemetry::items_scored(count);
@@ -246,10 +263,7 @@ impl Service {
             }
         }
         drop(admitted);
-        Ok(Reply {
-            ensemble,
-            answers: answers?,
-        })
+        answers
     }
 
     /// Refuses a request that would wait longer than `--max-queue-wait` for its turn.

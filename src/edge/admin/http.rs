@@ -34,6 +34,7 @@ pub fn router(deployer: Arc<Deployer>, auth: AdminAuth) -> Router {
         .route("/admin/v1/release", post(release))
         .merge(super::shadow::routes())
         .merge(super::monitor::routes())
+        .merge(super::repository::routes())
         .fallback(|| async { ApiError::not_found("no such admin route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -27,6 +27,8 @@
 //! | `POST /admin/v1/shadow/promote` | as validate | as `/admin/v1/promote` |
 //! | `GET /admin/v1/monitor/report` | | the live monitor's report ([`crate::monitor::live::LiveReport`]): members' influence and drift over the window |
 //! | `GET /admin/v1/monitor/report.html` | | the same drawn as one self-contained HTML page |
+//! | `POST /v2/repository/models/{name}/load` | `{"parameters": {"manifest": PATH, "validation"?, "min_accuracy"?, "max_drop"?}}` | as deploy (the V2 repository extension, [`repository`]) |
+//! | `POST /v2/repository/models/{name}/unload` | | the status (previous or candidate released; the live ensemble: 409) |
 //!
 //! Paths are read by the server (relative ones against its working directory). A rejected
 //! candidate answers 422 `{"code": "rejected", "error": REASON}` (gRPC FAILED_PRECONDITION);
@@ -51,6 +53,7 @@ pub mod auth;
 mod grpc;
 mod http;
 mod monitor;
+mod repository;
 mod shadow;
 
 use std::path::PathBuf;

@@ -156,6 +156,63 @@ impl GrpcInferenceService for V2Grpc {
         }))
     }
 
+    async fn model_statistics(
+        &self,
+        req: Request<pb::ModelStatisticsRequest>,
+    ) -> Reply<pb::ModelStatisticsResponse> {
+        let req = req.into_inner();
+        let stats = v2::extensions::statistics(&self.service, &req.name, &req.version)?;
+        let d = |d: crate::ensemble::stats::StatDuration| {
+            Some(pb::StatisticDuration {
+                count: d.count,
+                ns: d.ns,
+            })
+        };
+        let zero = || d(Default::default());
+        let model_stats = stats
+            .into_iter()
+            .map(|n| {
+                let s = n.stats;
+                pb::ModelStatistics {
+                    name: n.name,
+                    version: n.version,
+                    last_inference: s.last_inference,
+                    inference_count: s.inference_count,
+                    execution_count: s.execution_count,
+                    inference_stats: Some(pb::InferStatistics {
+                        success: d(s.success),
+                        fail: d(s.fail),
+                        queue: d(s.queue),
+                        compute_input: zero(),
+                        compute_infer: d(s.compute_infer),
+                        compute_output: zero(),
+                        cache_hit: zero(),
+                        cache_miss: zero(),
+                    }),
+                    batch_stats: Vec::new(),
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::ModelStatisticsResponse { model_stats }))
+    }
+
+    async fn repository_index(
+        &self,
+        req: Request<pb::RepositoryIndexRequest>,
+    ) -> Reply<pb::RepositoryIndexResponse> {
+        let ready = req.into_inner().ready;
+        let models = v2::extensions::repository_index(&self.service, ready)
+            .into_iter()
+            .map(|e| pb::repository_index_response::ModelIndex {
+                name: e.name,
+                version: e.version,
+                state: e.state.into(),
+                reason: e.reason,
+            })
+            .collect();
+        Ok(Response::new(pb::RepositoryIndexResponse { models }))
+    }
+
     async fn model_infer(
         &self,
         req: Request<pb::ModelInferRequest>,

@@ -29,7 +29,9 @@ pub fn routes() -> Router<Arc<Service>> {
     let mut router = Router::new()
         .route("/v2", get(server_metadata))
         .route("/v2/health/live", get(|| async { StatusCode::OK }))
-        .route("/v2/health/ready", get(server_ready));
+        .route("/v2/health/ready", get(server_ready))
+        .route("/v2/repository/index", post(repository_index))
+        .route("/v2/models/stats", get(statistics));
     for base in [
         "/v2/models/{model}",
         "/v2/models/{model}/versions/{version}",
@@ -38,6 +40,7 @@ pub fn routes() -> Router<Arc<Service>> {
             .route(base, get(model_metadata))
             .route(&format!("{base}/ready"), get(model_ready))
             .route(&format!("{base}/config"), get(model_config))
+            .route(&format!("{base}/stats"), get(statistics))
             .route(&format!("{base}/infer"), post(infer));
     }
     router
@@ -143,6 +146,79 @@ async fn model_config(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IndexRequest {
+    #[serde(default)]
+    ready: bool,
+    #[serde(default)]
+    repository_name: Option<String>,
+}
+
+/// The model repository extension's index (an empty body asks for every model).
+async fn repository_index(
+    State(service): State<Arc<Service>>,
+    body: LimitedBody,
+) -> Result<Json<Value>, ApiError> {
+    let request: IndexRequest = if body.bytes.iter().all(u8::is_ascii_whitespace) {
+        IndexRequest {
+            ready: false,
+            repository_name: None,
+        }
+    } else {
+        parse_json(&body.bytes)?
+    };
+    let _ = request.repository_name;
+    let index = super::extensions::repository_index(&service, request.ready)
+        .into_iter()
+        .map(|e| {
+            let mut entry = json!({"name": e.name, "version": e.version, "state": e.state});
+            if !e.reason.is_empty() {
+                entry["reason"] = Value::String(e.reason);
+            }
+            entry
+        })
+        .collect();
+    Ok(Json(Value::Array(index)))
+}
+
+/// The statistics extension, in Triton's JSON shape.
+async fn statistics(
+    State(service): State<Arc<Service>>,
+    params: Option<Params>,
+) -> Result<Json<Value>, ApiError> {
+    let params = params.map(|Path(p)| p).unwrap_or_default();
+    let part = |key: &str| params.get(key).cloned().unwrap_or_default();
+    let stats = super::extensions::statistics(&service, &part("model"), &part("version"))?;
+    let d = |d: crate::ensemble::stats::StatDuration| json!({"count": d.count, "ns": d.ns});
+    let zero = d(Default::default());
+    let model_stats: Vec<Value> = stats
+        .into_iter()
+        .map(|n| {
+            let s = n.stats;
+            json!({
+                "name": n.name,
+                "version": n.version,
+                "last_inference": s.last_inference,
+                "inference_count": s.inference_count,
+                "execution_count": s.execution_count,
+                "inference_stats": {
+                    "success": d(s.success),
+                    "fail": d(s.fail),
+                    "queue": d(s.queue),
+                    "compute_input": zero,
+                    "compute_infer": d(s.compute_infer),
+                    "compute_output": zero,
+                    "cache_hit": zero,
+                    "cache_miss": zero,
+                },
+                "batch_stats": [],
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "model_stats": model_stats })))
+}
+
+#[derive(Deserialize)]
 struct InferRequest {
     #[serde(default, deserialize_with = "present")]
     id: Option<String>,
@@ -176,6 +252,18 @@ async fn infer(
     Path(params): Params,
     body: LimitedBody,
 ) -> Result<Response, ApiError> {
+    let part = |key: &str| params.get(key).cloned().unwrap_or_default();
+    infer_body(&service, part("model"), part("version"), body).await
+}
+
+/// Answers a V2 inference body addressed to `model` (and `version`, if not empty): what the
+/// infer route does, and what SageMaker's `/invocations` does with a V2 body.
+pub async fn infer_body(
+    service: &Service,
+    model: String,
+    version: String,
+    body: LimitedBody,
+) -> Result<Response, ApiError> {
     let (head, binary) = split_body(&body)?;
     let timeout = crate::edge::timeout::http(&body.headers, None)?;
     let request: InferRequest = parse_json(head)?;
@@ -203,12 +291,11 @@ async fn infer(
             Some(names)
         }
     };
-    let part = |key: &str| params.get(key).cloned().unwrap_or_default();
     let inferred = v2::infer(
-        &service,
+        service,
         v2::Infer {
-            model: part("model"),
-            version: part("version"),
+            model,
+            version,
             inputs,
             param,
             outputs: named,

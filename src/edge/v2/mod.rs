@@ -21,6 +21,7 @@
 //! that answered. The model metadata's `parameters` hold the digest and each model's provenance
 //! ([`provenance_parameters`]).
 
+pub mod extensions;
 pub mod grpc;
 pub mod http;
 pub mod tensors;
@@ -45,7 +46,13 @@ pub const PLATFORM: &str = "lastmile_ensemble";
 /// What Triton's configuration calls the backend.
 pub const BACKEND: &str = "lastmile";
 /// Protocol extensions served (reported by server metadata).
-pub const EXTENSIONS: [&str; 3] = ["binary_tensor_data", "model_configuration", "parameters"];
+pub const EXTENSIONS: [&str; 5] = [
+    "binary_tensor_data",
+    "model_configuration",
+    "model_repository",
+    "parameters",
+    "statistics",
+];
 
 /// The tensor datatypes served, named once: their V2 name and Triton's configuration name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

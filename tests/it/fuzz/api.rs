@@ -105,7 +105,7 @@ pub fn guard() -> impl Drop {
 }
 
 fn router() -> Router {
-    lastmile::edge::router(service(), None)
+    lastmile::edge::router(service(), None, false)
 }
 
 /// Sends one request in process; `Err` says what broke the oracle.

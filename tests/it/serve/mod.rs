@@ -6,15 +6,18 @@
 //! binary tensor extension and over gRPC with typed and raw contents, metadata, Triton's model
 //! configuration, readiness, malformed tensors refused with what is wrong (`v2_rest`, `v2_grpc`,
 //! `v2_both`); health, reflection, metrics and the OpenAPI document (`ops`); graceful shutdown
-//! (`shutdown`); binding every listener (`listen`); Triton's own Python client (`tritonclient`).
+//! (`shutdown`); binding every listener (`listen`); SageMaker's container contract
+//! (`sagemaker`); the repository index and statistics extensions (`v2_extensions`); Triton's own Python client (`tritonclient`).
 
 mod answers;
 mod listen;
 mod ops;
 mod refusals;
+mod sagemaker;
 mod shutdown;
 mod tritonclient;
 mod v2_both;
+mod v2_extensions;
 mod v2_grpc;
 mod v2_rest;
 

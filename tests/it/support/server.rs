@@ -132,6 +132,12 @@ impl Builder {
         self
     }
 
+    /// SageMaker's container contract on the HTTP listener too.
+    pub fn sagemaker(mut self) -> Self {
+        self.config.sagemaker = true;
+        self
+    }
+
     /// SIGTERM and SIGINT (to this test process) begin the drain.
     pub fn handle_signals(mut self) -> Self {
         self.config.handle_signals = true;
