@@ -199,6 +199,30 @@ pub fn document(ensemble: &Ensemble) -> Value {
                 "parameters": model_params(),
                 "responses": with(json!({"200": {"description": "Ready."}}), error_responses(&["404", "503"]))
             }},
+            "/v2/repository/index": {"post": {
+                "summary": "The model repository extension's index: the live ensemble and those held beside it.",
+                "description": "Loading and unloading change what is live: they are on the admin \
+                    listener, behind its token, through the deploy gate.",
+                "operationId": "repositoryIndex",
+                "requestBody": {"required": false, "content": {"application/json": {"schema": {
+                    "$ref": "#/components/schemas/RepositoryIndexRequest"}}}},
+                "responses": with(json!({"200": {"description": "One entry per model held.",
+                    "content": {"application/json": {"schema": {"type": "array", "items": {
+                        "$ref": "#/components/schemas/RepositoryIndexEntry"}}}}}}), error_responses(&["400", "413"]))
+            }},
+            "/v2/models/stats": {"get": {
+                "summary": "Statistics extension: the live ensemble's counts and times, then each member's.",
+                "operationId": "allModelStatistics",
+                "responses": {"200": {"description": "Statistics in Triton's shape.",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ModelStatistics"}}}}}
+            }},
+            "/v2/models/{model}/stats": {"get": {
+                "summary": "Statistics extension: the ensemble's counts and times, then each member's.",
+                "operationId": "modelStatistics",
+                "parameters": model_params(),
+                "responses": with(json!({"200": {"description": "Statistics in Triton's shape.",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ModelStatistics"}}}}}), error_responses(&["404"]))
+            }},
             "/v2/models/{model}/config": {"get": {
                 "summary": "Triton model configuration (model configuration extension).",
                 "operationId": "modelConfig",
@@ -319,6 +343,24 @@ fn schemas(ensemble: &Ensemble) -> Value {
         "ServerMetadata": {"type": "object", "properties": {
             "name": {"type": "string"}, "version": {"type": "string"},
             "extensions": {"type": "array", "items": {"type": "string"}}}},
+        "RepositoryIndexRequest": {"type": "object", "additionalProperties": false, "properties": {
+            "ready": {"type": "boolean", "description": "Only the models that answer inference."},
+            "repository_name": {"type": "string", "description": "Accepted and ignored: there is one repository."}}},
+        "RepositoryIndexEntry": {"type": "object", "required": ["name", "version", "state"], "properties": {
+            "name": {"type": "string"}, "version": {"type": "string"},
+            "state": {"type": "string", "enum": ["READY", "UNAVAILABLE"]},
+            "reason": {"type": "string", "description": "Why it is not ready: kept for rollback, a candidate not yet promoted, shutting down."}}},
+        "StatDuration": {"type": "object", "required": ["count", "ns"], "properties": {
+            "count": {"type": "integer", "minimum": 0}, "ns": {"type": "integer", "minimum": 0}}},
+        "ModelStatistics": {"type": "object", "required": ["model_stats"], "properties": {
+            "model_stats": {"type": "array", "items": {"type": "object",
+                "required": ["name", "version", "inference_count", "execution_count", "inference_stats"], "properties": {
+                "name": {"type": "string"}, "version": {"type": "string"},
+                "last_inference": {"type": "integer", "description": "Milliseconds since the epoch; 0 before the first."},
+                "inference_count": {"type": "integer", "minimum": 0},
+                "execution_count": {"type": "integer", "minimum": 0},
+                "inference_stats": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/StatDuration"}},
+                "batch_stats": {"type": "array", "items": {"type": "object"}}}}}}},
         "TensorMetadata": {"type": "object", "properties": {
             "name": {"type": "string"}, "datatype": {"type": "string"},
             "shape": {"type": "array", "items": {"type": "integer"}}}},

@@ -150,7 +150,7 @@ async fn model_config(
 struct IndexRequest {
     #[serde(default)]
     ready: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     repository_name: Option<String>,
 }
 
