@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 
 use super::tensors::Elements;
 use super::{self as v2, Datatype, InputTensor, TensorMeta};
-use crate::edge::error::ApiError;
+use crate::edge::error::{ApiError, ErrorKind};
 use crate::ensemble::Ensemble;
 use crate::proto::inference as pb;
 use crate::proto::inference::grpc_inference_service_server::GrpcInferenceService;
@@ -213,6 +213,20 @@ impl GrpcInferenceService for V2Grpc {
         Ok(Response::new(pb::RepositoryIndexResponse { models }))
     }
 
+    async fn repository_model_load(
+        &self,
+        req: Request<pb::RepositoryModelLoadRequest>,
+    ) -> Reply<pb::RepositoryModelLoadResponse> {
+        Err(admin_only("load", &req.into_inner().model_name).into())
+    }
+
+    async fn repository_model_unload(
+        &self,
+        req: Request<pb::RepositoryModelUnloadRequest>,
+    ) -> Reply<pb::RepositoryModelUnloadResponse> {
+        Err(admin_only("unload", &req.into_inner().model_name).into())
+    }
+
     async fn model_infer(
         &self,
         req: Request<pb::ModelInferRequest>,
@@ -322,4 +336,15 @@ fn contents(input: &pb::model_infer_request::InferInputTensor) -> Result<Element
             input.name, input.datatype
         ))),
     }
+}
+
+/// Why a load or unload on the serving port is refused, and where it is done instead.
+fn admin_only(action: &str, model: &str) -> ApiError {
+    ApiError::new(
+        ErrorKind::MethodNotAllowed,
+        format!(
+            "{action} changes what is live, so it is not served here: POST \
+             /v2/repository/models/{model}/{action} on the admin listener, with its token"
+        ),
+    )
 }

@@ -169,6 +169,30 @@ async fn the_repository_index_lists_what_is_held_and_load_unload_are_admin_calls
         ("starter", "READY")
     );
 
+    // Load and unload are not on the serving port, over gRPC either: refused, naming the route.
+    let refused = grpc
+        .repository_model_load(v2pb::RepositoryModelLoadRequest {
+            model_name: "starter".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unimplemented, "{refused:?}");
+    assert!(
+        refused
+            .message()
+            .contains("/v2/repository/models/starter/load on the admin listener"),
+        "{refused:?}"
+    );
+    let refused = grpc
+        .repository_model_unload(v2pb::RepositoryModelUnloadRequest {
+            model_name: "starter".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unimplemented, "{refused:?}");
+    assert!(refused.message().contains("unload"), "{refused:?}");
     // Load is not on the serving port.
     let load = json!({"parameters": {"manifest": next.to_str().unwrap()}});
     let (code, _) = server
