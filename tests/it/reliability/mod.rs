@@ -6,6 +6,7 @@
 //! (`support::runtimes`); gates hold compute threads where a test needs them held, so nothing
 //! here depends on timing.
 
+mod cascade;
 mod deadlines;
 mod degraded;
 mod faults;
