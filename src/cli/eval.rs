@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use lastmile::ensemble::Ensemble;
+use lastmile::eval::cascade::evaluate_cascade;
 use lastmile::eval::record::run_log;
 use lastmile::eval::{evaluate_observing, read_labelled, LabelledItem, Report};
 use lastmile::mlflow::Client;
@@ -75,6 +76,19 @@ pub fn run(args: EvalArgs) -> Result<(), Failure> {
         code: 1,
     })?;
     bar.finish_and_clear();
+    let mut report = report;
+    report.cascade = evaluate_cascade(
+        &ensemble,
+        &pool,
+        &data,
+        args.batch,
+        &report.seconds_per_row,
+        report.overall.top1,
+    )
+    .map_err(|e| Failure {
+        message: format!("the cascade: {e}"),
+        code: 1,
+    })?;
     if let Some(path) = &args.write_reference {
         let source = format!("{} ({} items)", args.data.display(), data.len());
         let reference = reference.finish(&ensemble, source);

@@ -3,6 +3,7 @@
 
 mod batch;
 mod bench;
+mod cascade;
 mod check;
 mod deploy;
 mod eval;
@@ -78,6 +79,8 @@ enum Command {
     Zombies(zombies::ZombiesArgs),
     /// Draw a `zombies --json` report as one self-contained HTML page.
     Report(report::ReportArgs),
+    /// Cascades: `cascade fit` fits `[cascade]` stages and thresholds on labelled data.
+    Cascade(cascade::CascadeArgs),
 }
 
 /// Where the ensemble comes from and what it runs on; shared by every subcommand that loads one.
@@ -192,6 +195,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Shadow(args) => shadow::run(args),
         Command::Zombies(args) => zombies::run(args),
         Command::Report(args) => report::run(args),
+        Command::Cascade(args) => cascade::run(args),
     }
 }
 

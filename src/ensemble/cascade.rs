@@ -117,12 +117,30 @@ impl Ensemble {
         let Some(members) = members else {
             return (None, last);
         };
+        let value = self.test_value(s.test, members, item, scores, readied);
+        (Some(value), last || stops(value, s.threshold))
+    }
+
+    /// The value of `test` for the vote among `members` on `item`: what a stage's stopping test
+    /// compares with its threshold (also what `lastmile cascade fit` fits thresholds on).
+    pub fn test_value(
+        &self,
+        test: StageTest,
+        members: &Members,
+        item: &ValidItem,
+        scores: &[&[f32]],
+        readied: &[&Readied],
+    ) -> f32 {
         let (top1, top2) = combining(item, |view, scratch| {
             self.combiner
                 .top_two_among(members, view, scores, readied, scratch)
         });
-        let value = s.test.value(top1, top2);
-        // NaN (no label answerable) never passes; +inf thresholds never stop.
-        (Some(value), last || value >= s.threshold)
+        test.value(top1, top2)
     }
+}
+
+/// Whether a stage whose test's value is `value` stops at `threshold`: NaN (no label
+/// answerable) never does; a threshold of `+inf` never stops.
+pub fn stops(value: f32, threshold: f32) -> bool {
+    value >= threshold
 }

@@ -3,6 +3,7 @@
 //! promotion gate of a hot swap compares two of these. [`record`] writes one down: as a table,
 //! and as an MLflow run.
 
+pub mod cascade;
 pub mod record;
 
 use std::collections::HashMap;
@@ -110,6 +111,13 @@ pub struct Report {
     pub compute_threads: usize,
     pub overall: Metrics,
     pub models: Vec<ModelReport>,
+    /// With a `[cascade]`, once measured ([`cascade::evaluate_cascade`]; `lastmile eval` does):
+    /// the cascade as the server runs it; `overall` is the full ensemble.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cascade: Option<cascade::CascadeReport>,
+    /// Each model's time per row on the evaluation (seconds), indexed like the models.
+    #[serde(skip)]
+    pub seconds_per_row: Vec<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -258,6 +266,8 @@ pub fn evaluate_observing(
                 metrics: t.metrics(n),
             })
             .collect(),
+        cascade: None,
+        seconds_per_row: models.iter().map(|t| t.seconds / n.max(1) as f64).collect(),
     })
 }
 

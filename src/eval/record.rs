@@ -44,6 +44,26 @@ impl Report {
         for m in models {
             out += &row(&m.name, m.kind, &m.metrics);
         }
+        if let Some(c) = &self.cascade {
+            out += &format!(
+                "\ncascade: top-1 {:.4} ({:+.2} points against the full ensemble), top-5 {:.4}, \
+                 {:.1} items/s\n  members run per item {:.2} of {}, compute per item {:.1} % of \
+                 the full ensemble's\n  answered per stage: {}\n",
+                c.metrics.top1,
+                -c.drop_points,
+                c.metrics.top5,
+                c.metrics.items_per_second,
+                c.members_run,
+                c.members,
+                100.0 * c.compute_share,
+                c.answered
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| format!("{}: {:.2} %", i + 1, 100.0 * a))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         out
     }
 }

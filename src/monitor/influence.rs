@@ -73,6 +73,19 @@ impl Analyser {
         })
     }
 
+    /// For the item last readied: the value of `test` for the vote among `members`
+    /// ([`Ensemble::test_value`], what a cascade's stage compares with its threshold).
+    pub fn test_value(
+        &mut self,
+        ensemble: &Ensemble,
+        test: crate::ensemble::manifest::StageTest,
+        members: &Members,
+        item: &ValidItem,
+    ) -> f32 {
+        let (rows, readied, _) = self.parts();
+        ensemble.test_value(test, members, item, &rows, &readied)
+    }
+
     /// Model `model`'s own best label for the item last analysed.
     pub fn model_best(&self, model: usize) -> Option<u32> {
         self.readied.get(model).and_then(|r| r.best()).map(|b| b.0)

@@ -11,6 +11,7 @@
 //!   in the admin API's report;
 //! - [`report`]: the one HTML page both reports are drawn as.
 pub mod drift;
+pub mod fit;
 pub mod influence;
 pub mod live;
 pub mod prune;

@@ -5,6 +5,7 @@
 //! (`max_batch = 1`) and drives that at one client (right after one client with batching on) and
 //! at the highest concurrency. Tables print as Markdown, ready for BENCHMARKS.md.
 
+mod against;
 mod cores;
 mod floor;
 mod load;
@@ -71,6 +72,11 @@ pub struct BenchArgs {
     /// Off/on pairs for --monitor-cost.
     #[arg(long, env = "LASTMILE_BENCH_ROUNDS", default_value_t = 3)]
     rounds: usize,
+    /// Instead of the full run: this manifest side by side with --manifest (e.g. a cascaded
+    /// one against the full one), served alternately --rounds times each at each --concurrency
+    /// over gRPC on the same compute pool: items/s, p50 and their ratios.
+    #[arg(long, value_name = "MANIFEST", conflicts_with_all = ["rest", "monitor_cost"])]
+    against: Option<PathBuf>,
     /// Instead of the full run: what shedding buys under overload. Measures the saturation over
     /// gRPC at the highest --concurrency, then offers --overload-factor times that rate
     /// open-loop for --duration, with --max-queue-wait off and on, and prints answered, shed and
@@ -144,6 +150,32 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
             &generator, &ensemble, &pool, &items, &cost,
         ));
         print!("{}", monitor::table(&cost, &rounds));
+        return Ok(());
+    }
+
+    if let Some(other) = &args.against {
+        let other_ensemble = Arc::new(Ensemble::load_reusing(
+            other,
+            args.ensemble.threads,
+            &[&ensemble],
+        )?);
+        let (other_objects, _) = read_items(&other_ensemble, &args.data)?;
+        let sides = against::Sides {
+            base: args.ensemble.manifest.display().to_string(),
+            other: other.display().to_string(),
+            clients: args.concurrency.clone(),
+            duration,
+            rounds: args.rounds.max(1),
+        };
+        let (base_items, other_items) = (Arc::new(objects), Arc::new(other_objects));
+        let rounds = runtime.block_on(against::measure(
+            &generator,
+            (&ensemble, &base_items),
+            (&other_ensemble, &other_items),
+            &pool,
+            &sides,
+        ));
+        print!("{}", against::table(&sides, &rounds));
         return Ok(());
     }
 
