@@ -21,11 +21,13 @@ RUN scripts/setup.sh --onnxruntime-only \
     && mkdir -p /out/onnxruntime \
     && cp -L .runtime/onnxruntime/libonnxruntime.so /out/onnxruntime/libonnxruntime.so
 COPY . .
-# The registry and the target directory are caches: a rebuild compiles only what changed.
+# The registry and the target directory are caches: a rebuild compiles only what changed. The
+# image's binary keeps its symbols (backtraces), not the release profile's debug info.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --bin lastmile \
-    && cp target/release/lastmile /out/lastmile
+    && cp target/release/lastmile /out/lastmile \
+    && strip --strip-debug /out/lastmile
 
 FROM ${BASE}
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
