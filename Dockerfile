@@ -37,7 +37,8 @@ RUN apt-get update \
     && sed -i 's/^# *en_US.UTF-8 UTF-8/en_US.UTF-8 UTF-8/' /etc/locale.gen \
     && locale-gen \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent lastmile \
+    && groupadd --system --gid 10001 lastmile \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent lastmile \
     && mkdir -p /models /opt/ml/model
 ENV LANG=en_US.UTF-8 \
     LC_ALL=en_US.UTF-8 \
