@@ -5,6 +5,8 @@
 #   - a Python virtual environment with the tools the tests talk to the server with;
 #   - then each part in scripts/setup.d/ (one file per component the tests start for real),
 #     in name order.
+# `scripts/setup.sh --onnxruntime-only` stops after the first step (the Dockerfile's builder
+# stage runs it so: the image needs the library, not the test tools).
 # Safe to run any number of times: each step checks what is already there first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +36,9 @@ PY
   mv "$ORT_LIB.part" "$ORT_LIB"
 fi
 ln -sf "libonnxruntime.so.$ORT_VERSION" "$ORT_DIR/libonnxruntime.so"
+if [ "${1:-}" = "--onnxruntime-only" ]; then
+  exit 0
+fi
 
 # Triton's own Python client, which tests/it/serve/tritonclient.rs drives the server with.
 TEST_VENV="$RUNTIME_DIR/test-venv"

@@ -170,16 +170,29 @@ impl From<std::io::Error> for Failure {
 }
 
 /// The command line, parsed. `serve` alone (no `--manifest`, no `LASTMILE_MANIFEST`) is how
-/// SageMaker starts a container: the manifest is then optional for `serve`, and left empty.
+/// SageMaker starts a container: the manifest is then optional for `serve`, SageMaker's own by
+/// default (clap refuses an empty path, so it is the default's source that tells).
 pub fn parse() -> Cli {
+    use clap::parser::ValueSource;
     use clap::{CommandFactory, FromArgMatches};
+    // lastmile::edge::sagemaker::MODEL_DIR's manifest.
+    let sagemaker_manifest = "/opt/ml/model/manifest.toml";
     let command = Cli::command().mut_subcommand("serve", |serve| {
         serve.mut_arg("manifest", |a| {
-            a.required(false).default_value("").hide_default_value(true)
+            a.required(false)
+                .default_value(sagemaker_manifest)
+                .hide_default_value(true)
         })
     });
     let matches = command.get_matches();
-    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let alone = matches
+        .subcommand_matches("serve")
+        .is_some_and(|m| m.value_source("manifest") == Some(ValueSource::DefaultValue));
+    if let (true, Command::Serve(args)) = (alone, &mut cli.command) {
+        args.started_by_sagemaker();
+    }
+    cli
 }
 
 pub fn run(cli: Cli) -> Result<(), Failure> {

@@ -253,13 +253,15 @@ impl ShadowArgs {
     }
 }
 
-pub fn run(mut args: ServeArgs) -> Result<(), Failure> {
-    if args.ensemble.manifest.as_os_str().is_empty() {
-        // `serve` with no manifest: SageMaker's way of starting the container.
-        args.sagemaker = true;
-        args.ensemble.manifest =
-            std::path::Path::new(lastmile::edge::sagemaker::MODEL_DIR).join("manifest.toml");
+impl ServeArgs {
+    /// `serve` with no manifest: SageMaker's way of starting the container (its manifest, in
+    /// /opt/ml/model, is the default then).
+    pub fn started_by_sagemaker(&mut self) {
+        self.sagemaker = true;
     }
+}
+
+pub fn run(args: ServeArgs) -> Result<(), Failure> {
     let drain_timeout = args.drain_timeout;
     let ensemble_args = args.ensemble.clone();
     let sagemaker = args.sagemaker;

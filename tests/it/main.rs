@@ -13,12 +13,14 @@
 //! - `fuzz`: manifests, both JSON APIs, V2 binary tensors, both protobuf services and model
 //!   files, mutated from a seed corpus and built from the parsers' vocabulary;
 //! - `deploy`: the Kubernetes and KServe manifests against their schemas and the server;
-//! - `exact`: parity with official fastText and onnxruntime, and what batching must not change.
+//! - `exact`: parity with official fastText and onnxruntime, and what batching must not change;
+//! - `container`: the Dockerfile, linted, built with podman and run as the binary runs.
 //!
 //! Every test builds its server with [`support::TestServer::builder`].
 
 mod batch;
 mod cli;
+mod container;
 mod deploy;
 mod exact;
 mod fuzz;

@@ -26,19 +26,27 @@ impl Served {
 
     /// With `args` after the listeners and `env` set on the child.
     pub fn start_with(manifest: &Path, args: &[&str], env: &[(&str, &str)]) -> Served {
-        let log = tempfile::NamedTempFile::new().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lastmile"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_lastmile"));
+        command
             .args(["serve", "--manifest"])
             .arg(manifest)
             .args(["--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
             .args(["--admin-addr", "127.0.0.1:0"])
             .args(["--admin-grpc-addr", "127.0.0.1:0"])
             .args(args)
-            .envs(env.iter().copied())
+            .envs(env.iter().copied());
+        Served::spawn(command)
+    }
+
+    /// `command`, which runs `lastmile serve` with every listener on a free port (the binary, or
+    /// a container running it), until it prints where it listens.
+    pub fn spawn(mut command: Command) -> Served {
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(log.reopen().unwrap())
             .spawn()
-            .expect("the lastmile binary starts");
+            .expect("the server's command starts");
         let stdout = child.stdout.take().expect("stdout is piped");
         let (mut rest, mut grpc, mut admin) = (None, None, None);
         let mut lines = std::io::BufReader::new(stdout).lines();
