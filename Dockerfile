@@ -21,11 +21,15 @@ RUN scripts/setup.sh --onnxruntime-only \
     && mkdir -p /out/onnxruntime \
     && cp -L .runtime/onnxruntime/libonnxruntime.so /out/onnxruntime/libonnxruntime.so
 COPY . .
-# The registry and the target directory are caches: a rebuild compiles only what changed. The
-# image's binary keeps its symbols (backtraces), not the release profile's debug info.
+# The registry and the target directory are caches: a rebuild compiles only lastmile itself.
+# Cargo tells what changed by modification times, which a copied tree does not keep in order
+# with a cached build (a proto edited before the cache was last filled looked fresh, and the
+# image got a stale build), so the project's own sources are touched: they always recompile.
+# The image's binary keeps its symbols (backtraces), not the release profile's debug info.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin lastmile \
+    find build.rs proto src -type f -exec touch {} + \
+    && cargo build --release --locked --bin lastmile \
     && cp target/release/lastmile /out/lastmile \
     && strip --strip-debug /out/lastmile
 
