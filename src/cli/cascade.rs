@@ -41,8 +41,8 @@ struct FitArgs {
     /// Items scored together.
     #[arg(long, default_value_t = 64)]
     batch: usize,
-    /// Top-1 accuracy the cascade may lose against the full ensemble on the data, as a fraction
-    /// (0.002 is 0.2 point).
+    /// Items the cascade may lose on the data (the full ensemble right, the cascade wrong), as a
+    /// share of the data: an upper bound on its top-1 drop there (0.002 is 0.2 point).
     #[arg(long, default_value_t = 0.002)]
     max_drop: f64,
     /// The stopping test: margin (top-1 minus top-2 of the vote) or top1.

@@ -80,10 +80,11 @@ pub fn run(args: EvalArgs) -> Result<(), Failure> {
     report.cascade = evaluate_cascade(
         &ensemble,
         &pool,
+        Priority::Normal,
         &data,
         args.batch,
-        &report.seconds_per_row,
-        report.overall.top1,
+        &report,
+        |_| {},
     )
     .map_err(|e| Failure {
         message: format!("the cascade: {e}"),

@@ -1,6 +1,8 @@
 //! The promotion gate: a candidate goes live only if its top-1 accuracy on the validation set is
 //! at least `min_accuracy` and at most `max_drop` below the live ensemble's on the same set. Both
-//! are measured here, on the shared compute pool at low priority, behind live traffic.
+//! are measured here, on the shared compute pool at low priority, behind live traffic, as each
+//! serves: a cascaded ensemble by its cascade's answers (measured after the full ensemble's,
+//! which the report keeps as `overall`).
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -8,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::ensemble::Ensemble;
+use crate::eval::cascade::evaluate_cascade;
 use crate::eval::{evaluate_observing, read_labelled, Metrics, Report};
 use crate::monitor::drift::{Reference, ReferenceBuilder};
 use crate::proto::lastmile::v1 as pb;
@@ -55,15 +58,29 @@ pub(super) async fn measure_both(
                 true => ControlFlow::Break(()),
                 false => ControlFlow::Continue(()),
             };
+            let failed = |err: crate::ensemble::PredictError| MeasureError::Failed {
+                who,
+                error: err.to_string(),
+            };
+            // The drift reference is the answers as served: the cascade's when there is one.
             let mut answers = ReferenceBuilder::new(e);
-            let observe = |a: &crate::ensemble::ItemAnswer| {
+            let mut observe = |a: &crate::ensemble::ItemAnswer| {
                 answers.add(a.predictions.first().map(|p| (p.label.as_str(), p.score)));
             };
-            let report = evaluate_observing(e, &pool, Priority::Low, &items, batch, go_on, observe)
-                .map_err(|err| MeasureError::Failed {
-                    who,
-                    error: err.to_string(),
-                })?;
+            let cascaded = e.cascade.is_some();
+            let full_observer = |a: &crate::ensemble::ItemAnswer| {
+                if !cascaded {
+                    observe(a)
+                }
+            };
+            let mut report =
+                evaluate_observing(e, &pool, Priority::Low, &items, batch, go_on, full_observer)
+                    .map_err(failed)?;
+            if cascaded && !stopped.load(Ordering::Relaxed) {
+                report.cascade =
+                    evaluate_cascade(e, &pool, Priority::Low, &items, batch, &report, observe)
+                        .map_err(failed)?;
+            }
             let source = format!("{} (validation, {} items)", path.display(), items.len());
             Ok((report, items.len(), answers.finish(e, source)))
         };

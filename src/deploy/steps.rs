@@ -218,14 +218,14 @@ impl Deployer {
                 self.monitor.set_reference(e, r);
             }
         }
-        let decision = gate.decide(cand_metrics.overall.top1, live_metrics.overall.top1);
+        let decision = gate.decide(cand_metrics.served().top1, live_metrics.served().top1);
         let mut validation = pb::Validation {
             data: data.display().to_string(),
             items: items as u32,
             candidate: Some(ensemble_ref(&candidate.ensemble)),
-            candidate_metrics: Some(metrics(&cand_metrics.overall)),
+            candidate_metrics: Some(metrics(cand_metrics.served())),
             live: Some(ensemble_ref(&live)),
-            live_metrics: Some(metrics(&live_metrics.overall)),
+            live_metrics: Some(metrics(live_metrics.served())),
             min_accuracy: gate.min_accuracy,
             max_drop: gate.max_drop,
             passed: decision.passed,

@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::{LabelledItem, Metrics, Tally};
-use crate::ensemble::{Ensemble, PredictError, ValidItem};
+use super::{LabelledItem, Metrics, Report, Tally};
+use crate::ensemble::{Ensemble, ItemAnswer, PredictError, ValidItem};
 use crate::scheduler::{ComputePool, Priority};
 use std::sync::Arc;
 
@@ -29,16 +29,19 @@ pub struct CascadeReport {
     pub drop_points: f64,
 }
 
-/// Runs `data` through `ensemble`'s cascade on `pool` in batches of `batch`; `seconds_per_row`
-/// is each model's time per row (indexed like the models), `full_top1` the full ensemble's.
+/// Runs `data` through `ensemble`'s cascade on `pool` in batches of `batch` at `priority`,
+/// against `full`, the full ensemble's evaluation on the same data (its accuracy, each model's
+/// time per row); `observe` hears each item's answer as served (in data order).
 pub fn evaluate_cascade(
     ensemble: &Arc<Ensemble>,
     pool: &ComputePool,
+    priority: Priority,
     data: &[LabelledItem],
     batch: usize,
-    seconds_per_row: &[f64],
-    full_top1: f64,
+    full: &Report,
+    mut observe: impl FnMut(&ItemAnswer),
 ) -> Result<Option<CascadeReport>, PredictError> {
+    let (seconds_per_row, full_top1) = (&full.seconds_per_row, full.overall.top1);
     let Some(cascade) = &ensemble.cascade else {
         return Ok(None);
     };
@@ -66,9 +69,10 @@ pub fn evaluate_cascade(
             })
             .collect();
         let started = Instant::now();
-        let answers = pool.predict_at(Priority::Normal, ensemble, items).wait()?;
+        let answers = pool.predict_at(priority, ensemble, items).wait()?;
         tally.seconds += started.elapsed().as_secs_f64();
         for (answer, truth) in answers.iter().zip(chunk) {
+            observe(answer);
             tally.add(
                 answer.predictions.iter().map(|p| p.label.as_str()),
                 &truth.label,

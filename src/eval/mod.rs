@@ -271,6 +271,14 @@ pub fn evaluate_observing(
     })
 }
 
+impl Report {
+    /// The figures of the answers as the server gives them: the cascade's when there is one and
+    /// it was measured, the full ensemble's otherwise. The promotion gate decides on these.
+    pub fn served(&self) -> &Metrics {
+        self.cascade.as_ref().map_or(&self.overall, |c| &c.metrics)
+    }
+}
+
 /// Each model's own top 5 for each item of the batch, by label name.
 fn tally_models(
     ensemble: &Ensemble,

@@ -386,3 +386,73 @@ async fn a_model_declaring_more_than_its_file_holds_is_rejected_and_live_keeps_s
     assert!(error.contains("declares 2147483647 entries"), "{error}");
     assert_unchanged(&server, &before, &answers).await;
 }
+
+/// A cascaded candidate is gated on its answers as it serves them (the cascade's), not on its
+/// full ensemble's: the starter's models behind a cascade that always stops after the fastText
+/// group (on the fixtures' validation set, better than all seven members), promoted over the
+/// starter, then keeping the plain starter out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cascaded_candidate_is_validated_as_it_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let valid = validation_set(dir.path());
+    let live = crate::support::starter_variant(dir.path(), "1", |text| text);
+    let server = start(&live, Options::default()).await;
+    let cascaded = crate::support::starter_variant(dir.path(), "2", |text| {
+        format!(
+            "{text}\n[cascade]\n\n[[cascade.stage]]\nmembers = [\"fasttext\"]\nthreshold = -1\n\n\
+             [[cascade.stage]]\nmembers = [\"departments\"]\n"
+        )
+    });
+    let out = crate::cli::lastmile(
+        &[
+            "eval",
+            "--manifest",
+            &cascaded.display().to_string(),
+            "--data",
+            &valid.display().to_string(),
+            "--json",
+        ],
+        "",
+    );
+    crate::cli::assert_succeeded(&out);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (full, served) = (
+        report["overall"]["top1"].as_f64().unwrap(),
+        report["cascade"]["top1"].as_f64().unwrap(),
+    );
+    assert_ne!(
+        full, served,
+        "the cascade must answer differently: {report}"
+    );
+
+    let (code, body) = server
+        .deploy(json!({"manifest": cascaded, "validation": valid, "max_drop": 1.0}))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let result: pb::SwapResult = serde_json::from_value(body).unwrap();
+    let v = result.validation.unwrap();
+    assert_eq!(v.candidate_metrics.unwrap().top1, served, "{}", v.reason);
+    assert_eq!(v.live_metrics.unwrap().top1, full);
+
+    // Live now answers through the cascade (better than its full ensemble on this set): the full
+    // starter, equal to the cascade's full ensemble, is below it and refused with no drop allowed.
+    assert!(served > full, "{report}");
+    let plain = crate::support::starter_variant(dir.path(), "3", |text| text);
+    let (code, body) = server
+        .deploy(json!({"manifest": plain, "validation": valid, "max_drop": 0.0}))
+        .await;
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("below live top-1"),
+        "{body}"
+    );
+    let v = server
+        .status()
+        .await
+        .last_rejection
+        .unwrap()
+        .validation
+        .unwrap();
+    assert_eq!(v.live_metrics.unwrap().top1, served);
+    assert_eq!(v.candidate_metrics.unwrap().top1, full);
+}
