@@ -88,8 +88,8 @@ impl Default for BatchConfig {
             candidates: None,
             explain: false,
             errors: None,
-            chunk_rows: 256,
-            in_flight: 4,
+            chunk_rows: 32,
+            in_flight: 16,
             row_group_rows: 8192,
             resume: false,
         }
