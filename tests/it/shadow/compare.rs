@@ -307,3 +307,41 @@ async fn a_full_disk_for_the_log_costs_the_log_only() {
     assert!(disagreements > 0);
     assert_eq!((log.lines, log.errors), (0, disagreements), "{log:?}");
 }
+
+/// A cascaded candidate in shadow answers through its cascade, as it would serve, while the full
+/// live ensemble answers the clients: the report's agreement is exactly what the two ensembles'
+/// own answers say (the shadow's stopping after its fastText group on every item).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cascaded_shadow_is_compared_with_the_full_live_ensemble_as_it_would_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = super::start(ShadowSettings::default()).await;
+    let manifest = crate::support::starter_variant(dir.path(), "2", |text| {
+        format!(
+            "{text}\n[cascade]\n\n[[cascade.stage]]\nmembers = [\"fasttext\"]\nthreshold = -1\n\n\
+             [[cascade.stage]]\nmembers = [\"departments\"]\n"
+        )
+    });
+    let shadow = Arc::new(server.load(&manifest));
+    let titles = titles(48);
+    let live_answers = answers(&server, &server.live(), &titles, K).await;
+    let shadow_answers = answers(&server, &shadow, &titles, K).await;
+    assert!(shadow_answers
+        .iter()
+        .all(|a| a.cascade.as_ref().is_some_and(|c| c.stage == 1)));
+    let want = expected(&live_answers, &shadow_answers, 10);
+    assert!(
+        want.agreed < 48,
+        "the cascade answers differently somewhere"
+    );
+
+    let staged = server.stage(shadow, 1.0);
+    assert_eq!(
+        send_all(&server, &titles, 6).await,
+        ranked(&live_answers),
+        "clients get the live answers"
+    );
+    staged.settled().await;
+    let report = staged.report();
+    assert_eq!(report.counts, all_mirrored(48));
+    assert_eq!(report.since_staging.top1_agreed, want.agreed);
+}
