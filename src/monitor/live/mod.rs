@@ -6,8 +6,10 @@
 //! scored (one atomic increment per item; nothing at all when the fraction is 0) and hands them
 //! over once the live answer is in ([`Pending::send`]: a bounded queue, never waiting; a full queue
 //! drops the items and counts them). The worker (`worker.rs`) takes them in batches, scores them
-//! again on the compute pool at low priority (behind every live request) for every model's own
-//! scores, computes each member's influence ([`crate::monitor::influence`]) on a blocking thread,
+//! again on the compute pool at normal priority, beside live requests, for every model's own
+//! scores (at low priority it waited behind live work for as long as saturation lasted, and the
+//! window stopped filling exactly when the traffic mattered most; the sampling fraction bounds
+//! what it takes), computes each member's influence ([`crate::monitor::influence`]) on a blocking thread,
 //! and records the item in the [`Window`] of the ensemble that answered it.
 //!
 //! **Reference.** Drift needs the answers the ensemble gave on its validation set: the deploy
@@ -31,7 +33,7 @@
 //! answer was degraded (`degraded`).
 //!
 //! **Cost.** Sampled items are scored a second time: at fraction f the monitor adds about f of
-//! the models' work, at low priority, plus each item's influence (a fraction of a millisecond on
+//! the models' work, plus each item's influence (a fraction of a millisecond on
 //! the demo ensemble). The default fraction, 0.01, is measured against saturation throughput by
 //! `lastmile bench --monitor-cost` (BENCHMARKS.md).
 

@@ -1,5 +1,6 @@
 //! The monitor's worker task: takes sampled items off the queue in batches, scores them again on
-//! the compute pool at low priority for every model's own scores, computes each item's influence
+//! the compute pool beside live requests (normal priority: the sampling fraction bounds it) for
+//! every model's own scores, computes each item's influence
 //! on a blocking thread (milliseconds of arithmetic, never on the async threads), and records it.
 
 use std::sync::Arc;
@@ -51,7 +52,7 @@ async fn analyse(
 ) -> Option<Analyser> {
     reference::ensure(monitor, pool, &ensemble);
     let n = items.len() as u64;
-    let scores = match pool.score_at(Priority::Low, &ensemble, items.clone()).await {
+    let scores = match pool.score_at(Priority::Normal, &ensemble, items.clone()).await {
         Ok(scores) => scores,
         Err(e) => {
             monitor.fail(n, e.to_string());
