@@ -14,7 +14,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::body::{parse_json, present, LimitedBody};
+use super::body::{parse_object, present, LimitedBody};
 use super::describe::ensemble_info;
 use super::error::ApiError;
 use super::timeout;
@@ -94,7 +94,7 @@ pub async fn predict(
     body: LimitedBody,
 ) -> Result<Response, ApiError> {
     let headers = body.headers;
-    let body: PredictBody = parse_json(&body.bytes)?;
+    let body: PredictBody = parse_object(&body.bytes)?;
     let timeout = timeout::http(&headers, body.timeout_ms)?;
     let (objects, single) =
         match (body.item, body.items) {

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use super::auth::{self, AdminAuth};
 use super::{gate, manifest, slot};
 use crate::deploy::Deployer;
-use crate::edge::body::parse_json;
+use crate::edge::body::parse_object;
 use crate::edge::error::{ApiError, ErrorKind};
 use crate::edge::metered::{MeteredLayer, Transport};
 use crate::proto::lastmile::v1 as pb;
@@ -54,7 +54,7 @@ pub(super) fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
     } else {
         bytes
     };
-    parse_json(bytes)
+    parse_object(bytes)
 }
 
 async fn status(State(d): Deploy) -> Json<pb::RegistryStatus> {

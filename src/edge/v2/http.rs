@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 
 use super::tensors::Elements;
 use super::{self as v2, Datatype, InputTensor, TensorMeta};
-use crate::edge::body::{parse_json, present, LimitedBody};
+use crate::edge::body::{parse_object, present, LimitedBody};
 use crate::edge::error::{ApiError, ErrorKind};
 use crate::ensemble::Ensemble;
 use crate::service::{Service, Target};
@@ -165,7 +165,7 @@ async fn repository_index(
             repository_name: None,
         }
     } else {
-        parse_json(&body.bytes)?
+        parse_object(&body.bytes)?
     };
     let _ = request.repository_name;
     let index = super::extensions::repository_index(&service, request.ready)
@@ -266,7 +266,7 @@ pub async fn infer_body(
 ) -> Result<Response, ApiError> {
     let (head, binary) = split_body(&body)?;
     let timeout = crate::edge::timeout::http(&body.headers, None)?;
-    let request: InferRequest = parse_json(head)?;
+    let request: InferRequest = parse_object(head)?;
     let inputs = read_inputs(request.inputs, binary)?;
     let parameters = request.parameters;
     let param = |name: &str| parameters.get(name).map(param_of);

@@ -52,7 +52,10 @@ async fn analyse(
 ) -> Option<Analyser> {
     reference::ensure(monitor, pool, &ensemble);
     let n = items.len() as u64;
-    let scores = match pool.score_at(Priority::Normal, &ensemble, items.clone()).await {
+    let scores = match pool
+        .score_at(Priority::Normal, &ensemble, items.clone())
+        .await
+    {
         Ok(scores) => scores,
         Err(e) => {
             monitor.fail(n, e.to_string());

@@ -152,6 +152,12 @@ async fn the_repository_index_lists_what_is_held_and_load_unload_are_admin_calls
         v,
         json!([{"name": "starter", "version": "1", "state": "READY"}])
     );
+    // serde would read the request's all-default fields from an array: refused.
+    let (code, v) = server
+        .post_raw("/v2/repository/index", b"[]".to_vec())
+        .await;
+    assert_eq!(code, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("JSON object"), "{v}");
     let mut grpc = v2pb::grpc_inference_service_client::GrpcInferenceServiceClient::new(
         server.channel().await,
     );
