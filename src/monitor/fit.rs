@@ -8,8 +8,8 @@
 //! stay within `max_drop` of the data at the least expected compute per item. Items a stage gets
 //! right where the full ensemble is wrong earn no credit: counting them against the losses fits
 //! thresholds to the calibration data's luck (on the demo, a fit with no drop on its data lost
-//! 0.27 points on the validation split), while the losses alone bound the drop from above. The test's value and each stage's answer come from the code
-//! the server runs ([`Ensemble::test_value`], the vote among the members run so far), so the
+//! 0.27 points on the validation split), while the losses alone bound the drop from above. The
+//! test's value and each stage's answer come from the code the server runs ([`Ensemble::test_value`], the vote among the members run so far), so the
 //! fitted accuracy is the accuracy the server's cascade has on the same data.
 
 use std::sync::Arc;

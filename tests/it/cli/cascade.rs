@@ -13,7 +13,8 @@ fn json(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn eval(manifest: &str, data: &str) -> Value {
+/// `lastmile eval --json` of `manifest` on `data`.
+pub(crate) fn eval(manifest: &str, data: &str) -> Value {
     json(&lastmile(
         &["eval", "--manifest", manifest, "--data", data, "--json"],
         "",

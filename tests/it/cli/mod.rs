@@ -6,7 +6,7 @@
 //! `check`, `score` (predict and eval) and `bench` share the helpers here.
 
 mod bench;
-mod cascade;
+pub(crate) mod cascade;
 mod check;
 mod score;
 

@@ -403,19 +403,10 @@ async fn a_cascaded_candidate_is_validated_as_it_serves() {
              [[cascade.stage]]\nmembers = [\"departments\"]\n"
         )
     });
-    let out = crate::cli::lastmile(
-        &[
-            "eval",
-            "--manifest",
-            &cascaded.display().to_string(),
-            "--data",
-            &valid.display().to_string(),
-            "--json",
-        ],
-        "",
+    let report = crate::cli::cascade::eval(
+        &cascaded.display().to_string(),
+        &valid.display().to_string(),
     );
-    crate::cli::assert_succeeded(&out);
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let (full, served) = (
         report["overall"]["top1"].as_f64().unwrap(),
         report["cascade"]["top1"].as_f64().unwrap(),
