@@ -11,6 +11,7 @@
 //! i.e. the model's probability plus 1e-5; for hierarchical softmax the product of
 //! `(p + 1e-5)` along the leaf's path. Labels hierarchical softmax prunes (below 1e-5) score 0.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -32,6 +33,17 @@ use crate::wide::softmax;
 const EOS: &str = "</s>";
 /// Added to every probability before the log official fastText reports (`std_log`).
 const LOG_EPS: f32 = 1e-5;
+
+thread_local! {
+    /// Hierarchical softmax's node scores and walk buffers, one set per compute thread, reused
+    /// from batch to batch: a batch's node scores (32 rows × 7,200 labels is 0.9 MB) allocated
+    /// afresh on every run were new pages, faulted in and zeroed by the kernel each time (half of
+    /// `lastmile batch`'s page faults on the demo, `perf record -e page-faults`).
+    static TREE_SCRATCH: RefCell<(Vec<f32>, TreeScratch)> = RefCell::default();
+}
+
+/// The most node scores a thread keeps between batches (64 MB); a larger batch's are freed.
+const TREE_SCRATCH_KEPT: usize = 16 << 20;
 
 /// A loaded fastText model.
 pub struct FastTextModel {
@@ -235,11 +247,9 @@ impl FastTextModel {
                     }
                 }
             }
-            DenseLoss::Tree(tree) => {
-                let mut logits = Vec::new();
-                output.products(&hidden, texts.len(), &mut logits);
+            DenseLoss::Tree(tree) => TREE_SCRATCH.with_borrow_mut(|(logits, scratch)| {
+                output.products(&hidden, texts.len(), logits);
                 out.data.resize(texts.len() * n, 0.0);
-                let mut scratch = TreeScratch::default();
                 let rows = logits
                     .chunks_exact(n.max(1))
                     .zip(out.data.chunks_exact_mut(n.max(1)));
@@ -247,10 +257,13 @@ impl FastTextModel {
                     if empty[row] {
                         dst.fill(0.0);
                     } else {
-                        tree.walk(logits, &mut scratch, dst);
+                        tree.walk(logits, scratch, dst);
                     }
                 }
-            }
+                if logits.capacity() > TREE_SCRATCH_KEPT {
+                    *logits = Vec::new();
+                }
+            }),
         }
     }
 
