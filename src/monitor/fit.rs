@@ -1,16 +1,17 @@
 //! `lastmile cascade fit`: a `[cascade]` fitted on labelled data. Every member is scored once on
-//! the data (as `lastmile zombies` scores them, readied as the server readies them); each
-//! member's cost is its measured time per row, its merit its agreement with the full ensemble's
-//! answer. Candidate first stages are prefixes of the members ranked by agreement, and by
-//! agreement per cost; for each candidate cascade (two stages: a prefix, then the rest; three:
-//! two nested prefixes, then the rest) the thresholds are searched over the observed test values
-//! so that the items the cascade loses (the full ensemble right, the stage that answers wrong)
-//! stay within `max_drop` of the data at the least expected compute per item. Items a stage gets
-//! right where the full ensemble is wrong earn no credit: counting them against the losses fits
-//! thresholds to the calibration data's luck (on the demo, a fit with no drop on its data lost
-//! 0.27 points on the validation split), while the losses alone bound the drop from above. The
-//! test's value and each stage's answer come from the code the server runs ([`Ensemble::test_value`], the vote among the members run so far), so the
-//! fitted accuracy is the accuracy the server's cascade has on the same data.
+//! the data (as `lastmile zombies` scores them, readied as the server readies them); each member's
+//! cost is its measured time per row, its merit its agreement with the full ensemble's answer.
+//! Candidate first stages are prefixes of the members ranked by agreement, and by agreement per
+//! cost; for each candidate cascade (two stages: a prefix, then the rest; three: two nested
+//! prefixes, then the rest) the thresholds are searched over the observed test values so that the
+//! items the cascade loses (the full ensemble right, the stage that answers wrong) stay within
+//! `max_drop` of the data at the least expected compute per item. Items a stage gets right where
+//! the full ensemble is wrong earn no credit: counting them against the losses fits thresholds to
+//! the calibration data's luck (on the demo, a fit with no drop on its data lost 0.27 points on the
+//! validation split), while the losses alone bound the drop from above. The test's value and each
+//! stage's answer come from the code the server runs ([`Ensemble::test_value`], the vote among the
+//! members run so far), so the fitted accuracy is the accuracy the server's cascade has on the same
+//! data.
 
 use std::sync::Arc;
 

@@ -2,15 +2,15 @@
 //! every member's influence and the answers' drift over a rolling window, as Prometheus gauges
 //! and in the admin API's report (JSON and HTML).
 //!
-//! **Path.** The request path asks [`Monitor::pick`] which items to sample before they are
-//! scored (one atomic increment per item; nothing at all when the fraction is 0) and hands them
-//! over once the live answer is in ([`Pending::send`]: a bounded queue, never waiting; a full queue
-//! drops the items and counts them). The worker (`worker.rs`) takes them in batches, scores them
-//! again on the compute pool at normal priority, beside live requests, for every model's own
-//! scores (at low priority it waited behind live work for as long as saturation lasted, and the
-//! window stopped filling exactly when the traffic mattered most; the sampling fraction bounds
-//! what it takes), computes each member's influence ([`crate::monitor::influence`]) on a blocking thread,
-//! and records the item in the [`Window`] of the ensemble that answered it.
+//! **Path.** The request path asks [`Monitor::pick`] which items to sample before they are scored
+//! (one atomic increment per item; nothing at all when the fraction is 0) and hands them over once
+//! the live answer is in ([`Pending::send`]: a bounded queue, never waiting; a full queue drops the
+//! items and counts them). The worker (`worker.rs`) takes them in batches, scores them again on the
+//! compute pool at normal priority, beside live requests, for every model's own scores (at low
+//! priority it waited behind live work for as long as saturation lasted, and the window stopped
+//! filling exactly when the traffic mattered most; the sampling fraction bounds what it takes),
+//! computes each member's influence ([`crate::monitor::influence`]) on a blocking thread, and
+//! records the item in the [`Window`] of the ensemble that answered it.
 //!
 //! **Reference.** Drift needs the answers the ensemble gave on its validation set: the deploy
 //! gate hands them over when it validates a candidate ([`Monitor::set_reference`]); else the

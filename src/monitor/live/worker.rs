@@ -1,7 +1,7 @@
 //! The monitor's worker task: takes sampled items off the queue in batches, scores them again on
 //! the compute pool beside live requests (normal priority: the sampling fraction bounds it) for
-//! every model's own scores, computes each item's influence
-//! on a blocking thread (milliseconds of arithmetic, never on the async threads), and records it.
+//! every model's own scores, computes each item's influence on a blocking thread (milliseconds of
+//! arithmetic, never on the async threads), and records it.
 
 use std::sync::Arc;
 
